@@ -1,0 +1,46 @@
+# Tardis monorepo. `make setup` builds .venv; `make test` runs the suite; `make demo` backs
+# up and restores a sample tree with the services embedded.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PACKAGES := proto libs/tardis-common services/blobstore services/catalog services/ingest \
+            services/remote-http clients/cli clients/fuse
+PROTOS := $(wildcard proto/tardis/v1/*.proto)
+PYTEST_ARGS ?=
+
+.PHONY: setup proto lint test test-fast demo clean lock
+
+setup: $(BIN)/.installed proto
+
+$(BIN)/.installed: requirements.lock $(addsuffix /pyproject.toml,$(PACKAGES))
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps $(addprefix -e ,$(PACKAGES))
+	touch $@
+
+# Stubs are generated, never committed: pinned grpcio-tools gives reproducible output.
+proto: $(BIN)/.installed proto/python/tardis/v1/.stamp
+
+proto/python/tardis/v1/.stamp: $(PROTOS)
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=proto/python \
+	  --grpc_python_out=proto/python --pyi_out=proto/python $(PROTOS)
+	touch $@
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/bash scripts/demo.sh 2>/dev/null || bash scripts/demo.sh
+
+lock:
+	$(BIN)/pip freeze --exclude-editable | grep -v -E '^(tardis-|-e )' > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean:
+	rm -rf $(VENV) proto/python/tardis/v1/*_pb2*.py* proto/python/tardis/v1/.stamp

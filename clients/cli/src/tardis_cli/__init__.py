@@ -1,0 +1,1 @@
+"""Tardis command-line tools: tardis, regenerate, sonic and friends."""

@@ -1,0 +1,1 @@
+"""Tardis blob store service: the 00-ff hashed object tree."""

@@ -1,0 +1,1 @@
+"""Tardis catalog service: per-client SQLite metadata."""

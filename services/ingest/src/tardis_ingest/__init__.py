@@ -1,0 +1,1 @@
+"""Tardis ingest service: backup sessions and change negotiation; tardisd."""

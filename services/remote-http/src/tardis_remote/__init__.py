@@ -1,0 +1,1 @@
+"""Tardis remote HTTP API (tardisremote)."""
