@@ -103,7 +103,10 @@ def make_server(address: str, handlers: Iterable[grpc.GenericRpcHandler], worker
     """Start a server on ``address``; returns it with the bound port (0 for Unix sockets)."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=SERVER_OPTIONS)
     server.add_generic_rpc_handlers(tuple(handlers))
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:
+        raise errors.Unavailable(f"cannot listen on {address}: address in use or not available") from None
     if port == 0 and not address.startswith("unix:"):
         raise errors.Unavailable(f"cannot listen on {address}")
     server.start()

@@ -1,0 +1,232 @@
+"""Restoring a set, or a path in it, into a target directory.
+
+The tree comes as one stream of stored entries (parents before children); file contents
+come as one stream of objects for many files at a time. Nothing is ever written outside
+the target: names are checked to be single components, directories are created by us
+and checked not to be symlinks, files are opened with O_NOFOLLOW.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from tardis.v1 import blobstore_pb2 as bs
+from tardis.v1 import catalog_pb2 as cat
+from tardis.v1 import common_pb2 as common
+from tardis_common.cipher import Cipher
+from tardis_common.errors import Corrupt, NotFound
+from tardis_common.interfaces import Ingest
+from tardis_common.objectformat import ObjectDecoder
+
+log = logging.getLogger(__name__)
+
+FETCH_FILES = 2000
+FETCH_BYTES = 64 * 1024 * 1024
+FILE, DIR, SYMLINK = common.ENTRY_TYPE_FILE, common.ENTRY_TYPE_DIR, common.ENTRY_TYPE_SYMLINK
+
+
+def safe_component(raw: bytes) -> str | None:
+    """A name usable as one path component, or None when it could escape the target."""
+    if not raw or raw in (b".", b"..") or b"/" in raw or b"\x00" in raw:
+        return None
+    return os.fsdecode(raw)
+
+
+@dataclass
+class RestoreStats:
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    bytes: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class _Pending:
+    paths: list[tuple[str, common.Entry]] = field(default_factory=list)
+
+
+class Restorer:
+    def __init__(self, ingest: Ingest, client: str, cipher: Cipher, set_id: int) -> None:
+        self.ingest = ingest
+        self.client = client
+        self.cipher = cipher
+        self.set_id = set_id
+        self.stats = RestoreStats()
+        self._dirs: dict[int, str] = {}
+        self._dir_meta: list[tuple[str, common.Entry]] = []
+        self._wanted: dict[bytes, _Pending] = {}
+        self._wanted_bytes = 0
+
+    # -- entry points ----------------------------------------------------------------------
+
+    def restore_path(self, components: list[bytes], target: str) -> None:
+        """Restore the entry at ``components`` (plaintext) to ``target`` (the whole set if empty)."""
+        found = self.ingest.lookup_path(
+            cat.LookupPathRequest(
+                client=self.client,
+                set_id=self.set_id,
+                path=common.DirPath(components=[self.cipher.encrypt_name(c) for c in components]),
+            )
+        )
+        if not found.found:
+            shown = "/" + "/".join(os.fsdecode(c) for c in components)
+            raise NotFound(f"{shown} is not in the backup set")
+        entry = found.entry
+        if not components:
+            self._make_dir(target)
+            self._dirs[0] = target
+            self._restore_tree(0)
+        elif entry.type == DIR:
+            self._make_dir(target)
+            self._dir_meta.append((target, entry))
+            self._dirs[entry.child_dir_id] = target
+            self._restore_tree(entry.child_dir_id)
+        else:
+            self._make_dir(os.path.dirname(target) or ".")
+            self._restore_entry(target, entry)
+        self._fetch()
+        self._finish_dirs()
+
+    # -- tree ------------------------------------------------------------------------------
+
+    def _restore_tree(self, dir_id: int) -> None:
+        for batch in self.ingest.read_tree(cat.ReadTreeRequest(client=self.client, set_id=self.set_id, dir_id=dir_id)):
+            for entry in batch.entries:
+                parent = self._dirs.get(entry.dir_id)
+                name = safe_component(self.cipher.decrypt_name(entry.name))
+                if parent is None or name is None:
+                    log.warning("skipping an entry with an unsafe name or unknown parent")
+                    self.stats.skipped += 1
+                    continue
+                path = os.path.join(parent, name)
+                if entry.type == DIR:
+                    self._make_dir(path)
+                    self._dirs[entry.child_dir_id] = path
+                    self._dir_meta.append((path, entry))
+                    self.stats.dirs += 1
+                else:
+                    self._restore_entry(path, entry)
+            if len(self._wanted) >= FETCH_FILES or self._wanted_bytes >= FETCH_BYTES:
+                self._fetch()
+
+    def _make_dir(self, path: str) -> None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            os.makedirs(path, exist_ok=True)
+            return
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+            os.unlink(path)
+            os.mkdir(path)
+
+    def _clear(self, path: str) -> None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+    def _restore_entry(self, path: str, entry: common.Entry) -> None:
+        if entry.type == SYMLINK:
+            self._clear(path)
+            os.symlink(self.cipher.decrypt_name(entry.link_target), os.fsencode(path))
+            self._set_times(path, entry, symlink=True)
+            self.stats.symlinks += 1
+        elif entry.type == FILE:
+            if not entry.object_id:
+                self._write_empty(path, entry)
+            else:
+                pending = self._wanted.setdefault(entry.object_id, _Pending())
+                if not pending.paths:
+                    self._wanted_bytes += entry.size
+                pending.paths.append((path, entry))
+        else:
+            self.stats.skipped += 1
+
+    # -- contents --------------------------------------------------------------------------
+
+    def _open_output(self, path: str) -> int:
+        self._clear(path)
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+
+    def _write_empty(self, path: str, entry: common.Entry) -> None:
+        os.close(self._open_output(path))
+        self._finish_file(path, entry)
+
+    def _fetch(self) -> None:
+        if not self._wanted:
+            return
+        wanted, self._wanted, self._wanted_bytes = self._wanted, {}, 0
+        request = bs.GetObjectsRequest(client=self.client, object_ids=list(wanted))
+        current: bytes | None = None
+        decoder: ObjectDecoder | None = None
+        fd = -1
+        for reply in self.ingest.read_objects(request):
+            for piece in reply.pieces:
+                if piece.missing:
+                    raise Corrupt(f"object {piece.object_id.decode('ascii', 'replace')} is missing from the store")
+                if piece.object_id != current:
+                    current = piece.object_id
+                    decoder = ObjectDecoder(self.cipher, current)
+                    fd = self._open_output(wanted[current].paths[0][0])
+                assert decoder is not None
+                for plain in decoder.feed(piece.data):
+                    _write_all(fd, plain)
+                if piece.last:
+                    os.close(fd)
+                    decoder.finish()
+                    self._copies(wanted.pop(current), decoder.size)
+                    current, decoder = None, None
+        if wanted:
+            raise Corrupt(f"{len(wanted)} objects did not arrive from the store")
+
+    def _copies(self, pending: _Pending, size: int) -> None:
+        first = pending.paths[0][0]
+        for index, (path, entry) in enumerate(pending.paths):
+            if index:
+                self._clear(path)
+                shutil.copyfile(first, path, follow_symlinks=False)
+            self._finish_file(path, entry)
+            self.stats.bytes += size
+
+    def _finish_file(self, path: str, entry: common.Entry) -> None:
+        os.chmod(path, stat.S_IMODE(entry.mode), follow_symlinks=False)
+        self._set_times(path, entry)
+        self.stats.files += 1
+
+    def _set_times(self, path: str, entry: common.Entry, symlink: bool = False) -> None:
+        try:
+            os.utime(path, ns=(entry.atime_ns, entry.mtime_ns), follow_symlinks=not symlink)
+        except (NotImplementedError, OSError) as exc:
+            log.debug("cannot set times of %s: %s", path, exc)
+
+    def _finish_dirs(self) -> None:
+        """Permissions and times of directories, deepest first, once their contents exist."""
+        for path, entry in sorted(self._dir_meta, key=lambda pe: pe[0].count(os.sep), reverse=True):
+            os.chmod(path, stat.S_IMODE(entry.mode))
+            self._set_times(path, entry)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def components_of(path: str) -> list[bytes]:
+    return [os.fsencode(p) for p in os.path.abspath(path).split("/") if p]
+
+
+def iter_paths(paths: list[str]) -> Iterator[list[bytes]]:
+    for path in paths:
+        yield components_of(path)

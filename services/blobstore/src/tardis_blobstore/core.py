@@ -1,0 +1,156 @@
+"""BlobStoreCore: the BlobStoreService methods over one object tree per client."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from tardis.v1 import blobstore_pb2 as bs
+from tardis.v1 import common_pb2 as common
+from tardis_common.errors import InvalidArgument
+
+from .storage import ObjectMeta, ObjectTree, check_object_id
+
+PIECE_SIZE = 1024 * 1024  # data per reply, and per piece of a large object
+MAX_PIECES_PER_REPLY = 1024  # bounds a reply made of many empty or missing objects
+MAX_OPEN_TOKENS = 256  # objects one put stream may have unfinished at once
+
+
+class BlobStoreCore:
+    """Stores each client's objects under ``root/<client>/``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def tree(self, client: str) -> ObjectTree:
+        return ObjectTree(self.root, client)
+
+    # -- PutObjects ------------------------------------------------------------------------
+
+    def put_objects(self, requests: Iterable[bs.PutObjectsRequest]) -> bs.PutObjectsReply:
+        reply = bs.PutObjectsReply()
+        tree: ObjectTree | None = None
+        open_objects: dict[int, BinaryIO] = {}
+        try:
+            for request in requests:
+                if tree is None:
+                    tree = self.tree(request.client)
+                elif request.client and request.client != tree.client:
+                    raise InvalidArgument(
+                        f"client changed within a put stream ({tree.client!r} to {request.client!r})"
+                    )
+                for piece in request.pieces:
+                    self._put_piece(tree, open_objects, piece, reply)
+            if open_objects:
+                token = next(iter(open_objects))
+                raise InvalidArgument(f"object stream ended inside object token {token}")
+            if tree is not None and reply.stored + reply.deduplicated > 0:
+                tree.sync()
+            return reply
+        finally:
+            if tree is not None:
+                for temp in open_objects.values():
+                    tree.abort(temp)
+
+    def _put_piece(
+        self,
+        tree: ObjectTree,
+        open_objects: dict[int, BinaryIO],
+        piece: bs.PutPiece,
+        reply: bs.PutObjectsReply,
+    ) -> None:
+        temp = open_objects.get(piece.token)
+        if temp is None:
+            if len(open_objects) >= MAX_OPEN_TOKENS:
+                raise InvalidArgument(
+                    f"more than {MAX_OPEN_TOKENS} objects unfinished at once in one put stream"
+                )
+            temp = open_objects[piece.token] = tree.begin()
+        if piece.data:
+            temp.write(piece.data)
+        if not piece.last:
+            return
+        meta = _meta(piece.info, stored_size=temp.tell())
+        del open_objects[piece.token]
+        try:
+            stored = tree.commit(temp, meta)
+        except BaseException:
+            tree.abort(temp)
+            raise
+        if stored:
+            reply.stored += 1
+            reply.bytes_written += meta.stored_size
+        else:
+            reply.deduplicated += 1
+
+    # -- GetObjects ------------------------------------------------------------------------
+
+    def get_objects(self, request: bs.GetObjectsRequest) -> Iterator[bs.GetObjectsReply]:
+        tree = self.tree(request.client)
+        for object_id in request.object_ids:
+            check_object_id(object_id)
+        reply = bs.GetObjectsReply()
+        budget = PIECE_SIZE
+        for object_id in request.object_ids:
+            source = tree.open(object_id)
+            if source is None:
+                reply.pieces.add(object_id=object_id, missing=True, last=True)
+            else:
+                with source:
+                    remaining = _size(source)
+                    while True:
+                        data = source.read(min(remaining, budget))
+                        remaining -= len(data)
+                        last = remaining <= 0 or len(data) == 0
+                        reply.pieces.add(object_id=object_id, data=data, last=last)
+                        budget -= len(data)
+                        if last:
+                            break
+                        if budget <= 0 or len(reply.pieces) >= MAX_PIECES_PER_REPLY:
+                            yield reply
+                            reply, budget = bs.GetObjectsReply(), PIECE_SIZE
+            if budget <= 0 or len(reply.pieces) >= MAX_PIECES_PER_REPLY:
+                yield reply
+                reply, budget = bs.GetObjectsReply(), PIECE_SIZE
+        if reply.pieces:
+            yield reply
+
+    # -- StatObjects / DeleteObjects -------------------------------------------------------
+
+    def stat_objects(self, request: bs.StatObjectsRequest) -> bs.StatObjectsReply:
+        tree = self.tree(request.client)
+        ids = list(request.object_ids)
+        for object_id in ids:
+            check_object_id(object_id)
+        if not tree.exists():
+            return bs.StatObjectsReply(stored_sizes=[-1] * len(ids))
+        return bs.StatObjectsReply(stored_sizes=[tree.stat(object_id) for object_id in ids])
+
+    def delete_objects(self, request: bs.DeleteObjectsRequest) -> bs.DeleteObjectsReply:
+        tree = self.tree(request.client)
+        for object_id in request.object_ids:
+            check_object_id(object_id)
+        if not tree.exists():
+            return bs.DeleteObjectsReply(deleted=0)
+        return bs.DeleteObjectsReply(deleted=sum(tree.delete(object_id) for object_id in request.object_ids))
+
+
+def _meta(info: common.ObjectInfo, stored_size: int) -> ObjectMeta:
+    """The .meta record for a finished object; ``stored_size`` is what actually arrived."""
+    object_id = check_object_id(info.object_id)
+    basis_id = check_object_id(info.basis_id) if info.basis_id else ""
+    return ObjectMeta(
+        object_id=object_id,
+        size=info.size,
+        stored_size=stored_size,
+        compression=info.compression,
+        encrypted=info.encrypted,
+        basis_id=basis_id,
+        chain_length=info.chain_length,
+    )
+
+
+def _size(source: BinaryIO) -> int:
+    return os.fstat(source.fileno()).st_size

@@ -1,0 +1,215 @@
+"""The on-disk object tree of one client: ``<root>/<client>/ab/cd/<id>`` plus ``<id>.meta``.
+
+Incoming data is written under ``<root>/<client>/tmp/`` and renamed into place, so a reader
+never sees a partial object. Nothing here calls fsync: ``sync()`` makes everything written
+so far durable in one flush, and the caller decides when (once per put stream).
+
+The public methods (begin/commit/abort, open, stat, delete, list, sync) are the whole
+interface the core uses, so another backend (S3, say) can stand in for this class.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from tardis_common.errors import InvalidArgument
+from tardis_common.names import check_client_name
+
+log = logging.getLogger(__name__)
+
+META_FORMAT = 1
+_OBJECT_ID = re.compile(rb"[0-9a-f]{16,128}")
+_FAN_DIR = re.compile(r"[0-9a-f]{2}")
+
+
+def check_object_id(object_id: bytes) -> str:
+    """The id as text if it is 16..128 lowercase hex characters, else InvalidArgument."""
+    if not isinstance(object_id, bytes) or not _OBJECT_ID.fullmatch(object_id):
+        shown = object_id[:40] if isinstance(object_id, bytes) else object_id
+        raise InvalidArgument(f"invalid object id {shown!r}: expected 16 to 128 lowercase hex characters")
+    return object_id.decode("ascii")
+
+
+@dataclass(frozen=True)
+class ObjectMeta:
+    """What the ``.meta`` file beside an object records."""
+
+    object_id: str
+    size: int
+    stored_size: int
+    compression: str
+    encrypted: bool
+    basis_id: str
+    chain_length: int
+
+    def to_json(self) -> str:
+        return json.dumps({"format": META_FORMAT, **asdict(self)}, sort_keys=True, separators=(",", ":"))
+
+
+class _Syncer:
+    """syncfs(2) through ctypes where the C library has it, else os.sync()."""
+
+    def __init__(self) -> None:
+        self._syncfs = None
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+            self._syncfs = libc.syncfs
+            self._syncfs.argtypes = [ctypes.c_int]
+            self._syncfs.restype = ctypes.c_int
+        except (OSError, AttributeError):
+            self._syncfs = None
+
+    def sync(self, directory: Path) -> None:
+        if self._syncfs is not None:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                if self._syncfs(fd) == 0:
+                    return
+                err = ctypes.get_errno()
+                log.warning("syncfs(%s) failed: %s; falling back to sync()", directory, os.strerror(err))
+            finally:
+                os.close(fd)
+        os.sync()
+
+
+_SYNCER = _Syncer()
+
+
+class ObjectTree:
+    """The objects of one client under ``<root>/<client>/``."""
+
+    def __init__(self, root: Path, client: str) -> None:
+        self.client = check_client_name(client)
+        self.dir = Path(root) / client
+        self.tmp = self.dir / "tmp"
+
+    def exists(self) -> bool:
+        return self.dir.is_dir()
+
+    def path(self, object_id: bytes) -> Path:
+        """Where the object lives: ``ab/cd/<id>`` (validates the id)."""
+        text = check_object_id(object_id)
+        return self.dir / text[:2] / text[2:4] / text
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def begin(self) -> BinaryIO:
+        """A new temporary file for incoming data; its ``name`` is its path."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.tmp, suffix=".part")
+        return open(name, "wb", opener=lambda _path, _flags: fd)  # the caller closes it
+
+    def abort(self, temp: BinaryIO) -> None:
+        """Close and remove a temporary file."""
+        temp.close()
+        Path(temp.name).unlink(missing_ok=True)
+
+    def commit(self, temp: BinaryIO, meta: ObjectMeta) -> bool:
+        """Move ``temp`` into place as ``meta.object_id`` and write its .meta.
+
+        Returns True when stored, False when the object already existed (``temp`` is then
+        discarded). Not durable until ``sync()``.
+        """
+        temp.close()
+        final = self.path(meta.object_id.encode("ascii"))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        stored = _place(Path(temp.name), final)
+        meta_path = final.with_name(final.name + ".meta")
+        if stored or not meta_path.exists():
+            self._write_meta(meta_path, meta)
+        return stored
+
+    def _write_meta(self, meta_path: Path, meta: ObjectMeta) -> None:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.tmp, suffix=".meta")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(meta.to_json() + "\n")
+            os.replace(name, meta_path)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+
+    def sync(self) -> None:
+        """Make every file and directory written so far durable (one flush)."""
+        _SYNCER.sync(self.dir)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def open(self, object_id: bytes) -> BinaryIO | None:
+        """The object opened for reading, or None when it does not exist."""
+        try:
+            return self.path(object_id).open("rb")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def stat(self, object_id: bytes) -> int:
+        """The stored size of the object, or -1 when it does not exist."""
+        try:
+            return self.path(object_id).stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return -1
+
+    def read_meta(self, object_id: bytes) -> dict[str, object] | None:
+        path = self.path(object_id)
+        try:
+            return json.loads(path.with_name(path.name + ".meta").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def delete(self, object_id: bytes) -> bool:
+        """Remove the object with its .meta and .sig; True if the object existed."""
+        path = self.path(object_id)
+        for suffix in (".meta", ".sig"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        try:
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return True
+
+    def list(self) -> Iterator[bytes]:
+        """Every stored object id, in no particular order."""
+        if not self.exists():
+            return
+        for top in os.scandir(self.dir):
+            if not (top.is_dir(follow_symlinks=False) and _FAN_DIR.fullmatch(top.name)):
+                continue
+            for mid in os.scandir(top.path):
+                if not (mid.is_dir(follow_symlinks=False) and _FAN_DIR.fullmatch(mid.name)):
+                    continue
+                for entry in os.scandir(mid.path):
+                    name = entry.name.encode("ascii", "replace")
+                    if _OBJECT_ID.fullmatch(name) and entry.is_file(follow_symlinks=False):
+                        yield name
+
+
+def _place(temp: Path, final: Path) -> bool:
+    """Rename ``temp`` to ``final`` unless ``final`` exists; True if it was placed.
+
+    A hard link refuses to replace an existing name, so two streams storing the same object
+    at once count it once; filesystems without hard links fall back to a checked rename.
+    """
+    try:
+        os.link(temp, final)
+    except FileExistsError:
+        temp.unlink()
+        return False
+    except OSError:
+        if final.exists():
+            temp.unlink()
+            return False
+        os.replace(temp, final)
+        return True
+    temp.unlink()
+    return True

@@ -1,0 +1,508 @@
+"""The catalog core: per-client SQLite databases of backup sets, entries and objects.
+
+Version spans: an unchanged file is one row valid for sets first_set..last_set. Writers
+hold a lease per client and present its fencing number on every write.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tardis.v1 import catalog_pb2 as cat
+from tardis.v1 import common_pb2 as common
+from tardis_common.clock import Clock, SystemClock
+from tardis_common.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from tardis_common.names import check_client_name
+from tardis_common.version import __version__
+
+from . import db, naming, tree
+from .rows import (
+    ENTRY_SELECT,
+    OBJECT_SELECT,
+    SET_SELECT,
+    chunks,
+    entry_from_row,
+    marks,
+    object_from_row,
+    set_from_row,
+    show_id,
+    to_i64,
+)
+
+TREE_BATCH = 1000
+ROOT_MODE = stat.S_IFDIR | 0o755
+
+
+class _Slot:
+    """One client's connection and the lock that serialises its use."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.conn: sqlite3.Connection | None = None
+
+
+def _local_time(ns: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ns / 1_000_000_000))
+
+
+class CatalogCore:
+    def __init__(
+        self,
+        root: Path,
+        clock: Clock | None = None,
+        server_version: str = __version__,
+        allow_upgrades: bool = True,
+        lease_seconds: float = 30.0,
+        set_formats: Sequence[str] = naming.DEFAULT_FORMATS,
+        set_priorities: Sequence[int] = naming.DEFAULT_PRIORITIES,
+    ) -> None:
+        self._root = Path(root)
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._server_version = server_version
+        self._allow_upgrades = allow_upgrades
+        self._lease_ns = int(lease_seconds * 1_000_000_000)
+        self._formats = list(set_formats)
+        self._priorities = list(set_priorities)
+        self._lock = threading.Lock()
+        self._slots: dict[str, _Slot] = {}
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _path(self, client: str) -> Path:
+        return self._root / client / db.DB_NAME
+
+    def _slot(self, client: str) -> _Slot:
+        with self._lock:
+            return self._slots.setdefault(client, _Slot())
+
+    @contextmanager
+    def _db(self, client: str) -> Iterator[sqlite3.Connection]:
+        """The client's connection, opened (and upgraded) on first use, under its lock."""
+        name = check_client_name(client)
+        slot = self._slot(name)
+        with slot.lock:
+            if slot.conn is None:
+                path = self._path(name)
+                if not path.is_file():
+                    raise NotFound(f"client {name} does not exist")
+                slot.conn = db.open_existing(path, name, self._allow_upgrades)
+            yield slot.conn
+
+    def close(self) -> None:
+        with self._lock:
+            slots = list(self._slots.values())
+        for slot in slots:
+            with slot.lock:
+                if slot.conn is not None:
+                    slot.conn.close()
+                    slot.conn = None
+
+    @staticmethod
+    def _set_row(conn: sqlite3.Connection, client: str, set_id: int) -> tuple[Any, ...]:
+        row = conn.execute(
+            "SELECT set_id, completed, explicit_name, name, priority, client_time_ns, start_ns"
+            " FROM sets WHERE set_id = ?",
+            (set_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"backup set {set_id} of client {client} does not exist")
+        return tuple(row)
+
+    @staticmethod
+    def _floor(conn: sqlite3.Connection, set_id: int) -> int | None:
+        """The largest complete set before ``set_id`` (None if there is none)."""
+        row = conn.execute(
+            "SELECT MAX(set_id) FROM sets WHERE completed = 1 AND set_id < ?", (set_id,)
+        ).fetchone()
+        return row[0] if row and row[0] is not None else None
+
+    def _check_write(self, conn: sqlite3.Connection, client: str, set_id: int, fence: int) -> tuple[Any, ...]:
+        """Refuse a write with a stale fence or to a complete set; renew the lease."""
+        row = self._set_row(conn, client, set_id)
+        lease = conn.execute("SELECT holder, fence FROM lease WHERE id = 1").fetchone()
+        if lease is None or lease[1] != fence:
+            holder = lease[0] if lease and lease[0] else "another session"
+            raise Conflict(f"the backup session of client {client} was taken over by {holder}")
+        if lease[0] is None:
+            raise Conflict(f"the backup session of client {client} has ended; begin a new one")
+        if row[1]:
+            raise Conflict(f"backup set {set_id} of client {client} is already complete")
+        conn.execute("UPDATE lease SET expires_ns = ? WHERE id = 1", (self._clock.now_ns() + self._lease_ns,))
+        return row
+
+    def _get_set(self, conn: sqlite3.Connection, set_id: int) -> common.BackupSet:
+        return set_from_row(conn.execute(SET_SELECT + " WHERE set_id = ?", (set_id,)).fetchone())
+
+    # -- clients ----------------------------------------------------------------------------
+
+    def create_client(self, request: cat.ClientRequest) -> common.ClientInfo:
+        name = check_client_name(request.client)
+        slot = self._slot(name)
+        with slot.lock:
+            if self._path(name).exists():
+                raise AlreadyExists(f"client {name} already exists")
+            db.create(self._root / name, name, self._clock.now_ns())
+        return self.get_client(request)
+
+    def get_client(self, request: cat.ClientRequest) -> common.ClientInfo:
+        with self._db(request.client) as conn:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            return common.ClientInfo(
+                client=request.client,
+                client_id=meta.get("client_id", ""),
+                schema_version=int(meta.get("schema_version", "0")),
+                created_ns=int(meta.get("created_ns", "0")),
+            )
+
+    # -- sets -------------------------------------------------------------------------------
+
+    def begin_set(self, request: cat.BeginSetRequest) -> cat.BeginSetReply:
+        client = request.client
+        if not request.session:
+            raise InvalidArgument("a backup session needs a session id")
+        with self._db(client) as conn, db.write_tx(conn):
+            now = self._clock.now_ns()
+            lease = conn.execute(
+                "SELECT holder, fence, expires_ns, since_ns FROM lease WHERE id = 1"
+            ).fetchone()
+            if lease is not None and lease[0] and lease[2] > now and not request.force:
+                raise Conflict(
+                    f"client {client} is being backed up by {lease[0]} since {_local_time(lease[3])};"
+                    " use --force to take over"
+                )
+            fence = (lease[1] if lease is not None else 0) + 1
+            conn.execute(
+                "INSERT INTO lease (id, holder, session, fence, expires_ns, since_ns) VALUES (1, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, session = excluded.session,"
+                " fence = excluded.fence, expires_ns = excluded.expires_ns, since_ns = excluded.since_ns",
+                (request.holder or "an unnamed writer", request.session, fence, now + self._lease_ns, now),
+            )
+            row = conn.execute(
+                "SELECT set_id FROM sets WHERE completed = 0 ORDER BY set_id DESC LIMIT 1"
+            ).fetchone()
+            current = row[0] if row else 0
+            other = conn.execute(
+                "SELECT set_id FROM sets WHERE session = ? AND set_id != ?", (request.session, current)
+            ).fetchone()
+            if other is not None:
+                raise Conflict(f"session {request.session} was already used by backup set {other[0]}")
+            if request.name:
+                taken = conn.execute(
+                    "SELECT set_id FROM sets WHERE name = ? AND set_id != ?", (request.name, current)
+                ).fetchone()
+                if taken is not None:
+                    raise AlreadyExists(f"backup set name {request.name} is already used by set {taken[0]}")
+            if current:
+                conn.execute("UPDATE sets SET session = ? WHERE set_id = ?", (request.session, current))
+                if request.name:
+                    conn.execute(
+                        "UPDATE sets SET name = ?, explicit_name = 1 WHERE set_id = ?",
+                        (request.name, current),
+                    )
+                set_id, resumed = current, True
+            else:
+                cur = conn.execute(
+                    "INSERT INTO sets (name, session, start_ns, client_time_ns, client_version, server_version,"
+                    " explicit_name) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        request.name or naming.incomplete_name(request.session),
+                        request.session,
+                        now,
+                        request.client_time_ns,
+                        request.client_version,
+                        request.server_version or self._server_version,
+                        1 if request.name else 0,
+                    ),
+                )
+                set_id, resumed = int(cur.lastrowid or 0), False
+            previous = conn.execute("SELECT MAX(set_id) FROM sets WHERE completed = 1").fetchone()[0] or 0
+            return cat.BeginSetReply(
+                set=self._get_set(conn, set_id), previous_set_id=previous, resumed=resumed, fence=fence
+            )
+
+    def complete_set(self, request: cat.CompleteSetRequest) -> common.BackupSet:
+        client, set_id = request.client, request.set_id
+        with self._db(client) as conn, db.write_tx(conn, full_sync=True):
+            row = self._check_write(conn, client, set_id, request.fence)
+            _, _, explicit, name, priority, client_time_ns, start_ns = row
+            if not explicit:
+
+                def is_used(candidate: str) -> bool:
+                    sql = "SELECT 1 FROM sets WHERE name = ? AND set_id != ?"
+                    return conn.execute(sql, (candidate, set_id)).fetchone() is not None
+
+                name, priority = naming.choose_name(
+                    client_time_ns or start_ns, is_used, self._formats, self._priorities
+                )
+            conn.execute(
+                "UPDATE sets SET name = ?, priority = ?, completed = 1, end_ns = ?, client_end_ns = ?"
+                " WHERE set_id = ?",
+                (name, priority, self._clock.now_ns(), request.client_end_time_ns, set_id),
+            )
+            conn.execute("UPDATE lease SET holder = NULL, session = NULL, expires_ns = 0 WHERE id = 1")
+            return self._get_set(conn, set_id)
+
+    def list_sets(self, request: cat.ClientRequest) -> cat.ListSetsReply:
+        with self._db(request.client) as conn:
+            rows = conn.execute(SET_SELECT + " ORDER BY set_id").fetchall()
+            return cat.ListSetsReply(sets=[set_from_row(r) for r in rows])
+
+    # -- entries ----------------------------------------------------------------------------
+
+    def lookup_entries(self, request: cat.LookupEntriesRequest) -> cat.LookupEntriesReply:
+        set_id = request.set_id
+        reply = cat.LookupEntriesReply()
+        with self._db(request.client) as conn:
+            self._set_row(conn, request.client, set_id)
+            floor = self._floor(conn, set_id)
+            low = floor if floor is not None else set_id
+            cache: tree.DirCache = {}
+            limit = tree.max_params(conn)
+            for group in request.groups:
+                dir_id = tree.find_dir(conn, group.dir.components, cache)
+                best: dict[bytes, tuple[Any, ...]] = {}
+                if dir_id is not None and group.entries:
+                    names = list({e.name for e in group.entries})
+                    for part in chunks(names, limit):
+                        sql = (
+                            ENTRY_SELECT + f" WHERE e.dir_id = ? AND n.name IN ({marks(len(part))})"
+                            " AND e.last_set BETWEEN ? AND ?"
+                        )
+                        for row in conn.execute(sql, (dir_id, *part, low, set_id)):
+                            name = bytes(row[2])
+                            seen = best.get(name)
+                            if seen is None or (row[4], row[0]) > (seen[4], seen[0]):
+                                best[name] = row
+                for entry in group.entries:
+                    row = best.get(entry.name)
+                    if row is None:
+                        reply.previous.add(found=False)
+                    else:
+                        reply.previous.add(found=True, entry=entry_from_row(row))
+        return reply
+
+    def record_entries(self, request: cat.RecordEntriesRequest) -> cat.RecordEntriesReply:
+        client, set_id = request.client, request.set_id
+        with self._db(client) as conn, db.write_tx(conn):
+            self._check_write(conn, client, set_id, request.fence)
+            floor = self._floor(conn, set_id)
+            limit = tree.max_params(conn)
+            self._insert_objects(conn, set_id, request.objects)
+            extended = 0
+            low = floor if floor is not None else set_id
+            ids = list(set(request.extend_entry_ids))
+            for part in chunks(ids, limit):
+                cur = conn.execute(
+                    f"UPDATE entries SET last_set = ? WHERE entry_id IN ({marks(len(part))})"
+                    " AND last_set BETWEEN ? AND ?",
+                    (set_id, *part, low, set_id),
+                )
+                extended += cur.rowcount
+            cache: tree.DirCache = {}
+            trimmed_to = floor if floor is not None else set_id - 1
+            inserted = sum(
+                self._insert_group(conn, set_id, trimmed_to, group, cache, limit) for group in request.insert
+            )
+            conn.execute(
+                "UPDATE sets SET bytes_received = bytes_received + ?, files_full = files_full + ? WHERE set_id = ?",
+                (to_i64(request.bytes_received), to_i64(request.files_full), set_id),
+            )
+        return cat.RecordEntriesReply(extended=extended, inserted=inserted)
+
+    @staticmethod
+    def _insert_objects(conn: sqlite3.Connection, set_id: int, objects: Sequence[common.ObjectInfo]) -> None:
+        """Insert new objects (or revive ones marked bad), then link deltas to their basis."""
+        written: list[common.ObjectInfo] = []
+        for obj in objects:
+            if not obj.object_id:
+                raise InvalidArgument("an object has an empty id")
+            cur = conn.execute(
+                "INSERT INTO objects (address, size, stored_size, compression, encrypted, chain_length, added_set)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (address) DO UPDATE SET size = excluded.size,"
+                " stored_size = excluded.stored_size, compression = excluded.compression,"
+                " encrypted = excluded.encrypted, basis_id = NULL, chain_length = excluded.chain_length,"
+                " added_set = excluded.added_set, bad = 0 WHERE objects.bad = 1",
+                (
+                    obj.object_id,
+                    to_i64(obj.size),
+                    to_i64(obj.stored_size),
+                    obj.compression,
+                    int(obj.encrypted),
+                    obj.chain_length,
+                    set_id,
+                ),
+            )
+            if cur.rowcount:
+                written.append(obj)
+        for obj in written:
+            if not obj.basis_id:
+                continue
+            basis = conn.execute(
+                "SELECT object_id FROM objects WHERE address = ?", (obj.basis_id,)
+            ).fetchone()
+            if basis is None:
+                raise InvalidArgument(
+                    f"unknown basis object {show_id(obj.basis_id)} of object {show_id(obj.object_id)}"
+                )
+            conn.execute("UPDATE objects SET basis_id = ? WHERE address = ?", (basis[0], obj.object_id))
+
+    @staticmethod
+    def _insert_group(
+        conn: sqlite3.Connection,
+        set_id: int,
+        trimmed_to: int,
+        group: common.EntryGroup,
+        cache: tree.DirCache,
+        limit: int,
+    ) -> int:
+        """Insert one directory's new versions; returns how many."""
+        if not group.entries:
+            return 0
+        dir_id = tree.make_dir(conn, group.dir.components, cache)
+        entries = list({e.name: e for e in group.entries}.values())  # the last of duplicates wins
+        if any(not e.name for e in entries):
+            raise InvalidArgument("an entry has an empty name")
+        ids = tree.intern(
+            conn, [e.name for e in entries] + [n for e in entries for n in (e.user, e.group) if n]
+        )
+        addresses = list({e.object_id for e in entries if e.object_id})
+        objects: dict[bytes, int] = {}
+        for part in chunks(addresses, limit):
+            sql = f"SELECT address, object_id FROM objects WHERE address IN ({marks(len(part))})"
+            objects.update((bytes(a), i) for a, i in conn.execute(sql, part))
+        for address in addresses:
+            if address not in objects:
+                raise InvalidArgument(f"unknown object {show_id(address)}")
+        # Versions recorded in this set by an earlier, interrupted run are replaced.
+        name_ids = [ids[e.name] for e in entries]
+        drop: list[int] = []
+        trim: list[int] = []
+        for part in chunks(name_ids, limit):
+            sql = (
+                "SELECT entry_id, first_set FROM entries"
+                f" WHERE dir_id = ? AND last_set = ? AND name_id IN ({marks(len(part))})"
+            )
+            for entry_id, first_set in conn.execute(sql, (dir_id, set_id, *part)):
+                (drop if first_set == set_id else trim).append(entry_id)
+        for part in chunks(drop, limit):
+            conn.execute(f"DELETE FROM entries WHERE entry_id IN ({marks(len(part))})", part)
+        for part in chunks(trim, limit):
+            conn.execute(
+                f"UPDATE entries SET last_set = ? WHERE entry_id IN ({marks(len(part))})", (trimmed_to, *part)
+            )
+        dir_names = [ids[e.name] for e in entries if e.type == common.ENTRY_TYPE_DIR]
+        children = tree.child_dirs(conn, dir_id, dir_names) if dir_names else {}
+        conn.executemany(
+            "INSERT INTO entries (dir_id, name_id, first_set, last_set, type, mode, inode, device, nlink, uid,"
+            " gid, user_id, group_id, size, mtime_ns, ctime_ns, atime_ns, object_id, link_target, child_dir_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    dir_id,
+                    ids[e.name],
+                    set_id,
+                    set_id,
+                    e.type,
+                    e.mode,
+                    to_i64(e.inode),
+                    to_i64(e.device),
+                    e.nlink,
+                    e.uid,
+                    e.gid,
+                    ids[e.user] if e.user else None,
+                    ids[e.group] if e.group else None,
+                    to_i64(e.size),
+                    e.mtime_ns,
+                    e.ctime_ns,
+                    e.atime_ns,
+                    objects[e.object_id] if e.object_id else None,
+                    e.link_target or None,
+                    children.get(ids[e.name]) if e.type == common.ENTRY_TYPE_DIR else None,
+                )
+                for e in entries
+            ],
+        )
+        return len(entries)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def lookup_path(self, request: cat.LookupPathRequest) -> cat.LookupPathReply:
+        set_id = request.set_id
+        components = list(request.path.components)
+        with self._db(request.client) as conn:
+            row = conn.execute("SELECT 1 FROM sets WHERE set_id = ?", (set_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"backup set {set_id} does not exist")
+            if not components:
+                root = common.Entry(
+                    type=common.ENTRY_TYPE_DIR,
+                    mode=ROOT_MODE,
+                    nlink=1,
+                    child_dir_id=0,
+                    first_set=set_id,
+                    last_set=set_id,
+                )
+                return cat.LookupPathReply(found=True, entry=root)
+            parent = tree.find_dir(conn, components[:-1], {})
+            if parent is None:
+                return cat.LookupPathReply(found=False)
+            found = conn.execute(
+                ENTRY_SELECT + " WHERE e.dir_id = ? AND n.name = ? AND e.first_set <= ? AND e.last_set >= ?"
+                " ORDER BY e.last_set DESC, e.entry_id DESC LIMIT 1",
+                (parent, components[-1], set_id, set_id),
+            ).fetchone()
+            if found is None:
+                return cat.LookupPathReply(found=False)
+            return cat.LookupPathReply(found=True, entry=entry_from_row(found))
+
+    def read_tree(self, request: cat.ReadTreeRequest) -> Iterator[common.StoredEntries]:
+        """Entries valid in the set under ``dir_id``, read from a snapshot on a private connection."""
+        client, set_id = request.client, request.set_id
+        with self._db(client):  # validates the client and brings its schema up to date
+            path = self._path(check_client_name(client))
+        reader = db.connect(path, read_only=True)
+        try:
+            reader.execute("BEGIN")
+            if reader.execute("SELECT 1 FROM sets WHERE set_id = ?", (set_id,)).fetchone() is None:
+                raise NotFound(f"backup set {set_id} does not exist")
+        except BaseException:
+            reader.close()
+            raise
+        return self._stream_tree(reader, set_id, request.dir_id)
+
+    @staticmethod
+    def _stream_tree(reader: sqlite3.Connection, set_id: int, dir_id: int) -> Iterator[common.StoredEntries]:
+        try:
+            valid = " e.first_set <= ? AND e.last_set >= ? ORDER BY e.dir_id, e.entry_id"
+            if dir_id == 0:
+                cur = reader.execute(ENTRY_SELECT + " WHERE" + valid, (set_id, set_id))
+            else:
+                cur = reader.execute(
+                    "WITH RECURSIVE sub(id) AS (VALUES (?) UNION ALL"
+                    " SELECT d.dir_id FROM dirs d JOIN sub ON d.parent_id = sub.id)"
+                    + ENTRY_SELECT
+                    + " WHERE e.dir_id IN (SELECT id FROM sub) AND"
+                    + valid,
+                    (dir_id, set_id, set_id),
+                )
+            while rows := cur.fetchmany(TREE_BATCH):
+                yield common.StoredEntries(entries=[entry_from_row(r) for r in rows])
+        finally:
+            reader.close()
+
+    def get_object_info(self, request: cat.ObjectIdsRequest) -> cat.ObjectInfoReply:
+        wanted = list(dict.fromkeys(request.object_ids))
+        found: dict[bytes, common.ObjectInfo] = {}
+        with self._db(request.client) as conn:
+            for part in chunks(wanted, tree.max_params(conn)):
+                sql = OBJECT_SELECT + f" WHERE o.bad = 0 AND o.address IN ({marks(len(part))})"
+                for row in conn.execute(sql, part):
+                    found[bytes(row[0])] = object_from_row(row)
+        return cat.ObjectInfoReply(objects=[found[a] for a in wanted if a in found])

@@ -1,0 +1,83 @@
+"""tardis-catalog: serve the catalog of every client under a base directory over gRPC."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from tardis_common.errors import TardisError
+from tardis_common.rpc import make_server
+
+from .core import CatalogCore
+from .grpc_service import handler
+
+DEFAULT_LISTEN = "127.0.0.1:7421"
+PROG = "tardis-catalog"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Serve Tardis catalogs (per-client SQLite) over gRPC."
+    )
+    parser.add_argument(
+        "--listen", default=DEFAULT_LISTEN, help="host:port or unix:/path (default %(default)s)"
+    )
+    parser.add_argument("--basedir", required=True, type=Path, help="directory holding one folder per client")
+    parser.add_argument(
+        "--no-schema-upgrades",
+        dest="upgrades",
+        action="store_false",
+        help="refuse catalogs with an older schema instead of converting them",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    return parser.parse_args(argv)
+
+
+def shown_address(listen: str, port: int) -> str:
+    """The address actually bound (the real port when port 0 was asked)."""
+    if listen.startswith("unix:"):
+        return listen
+    host = listen.rpartition(":")[0]
+    return f"{host}:{port}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format=f"{PROG}: %(levelname)s %(message)s", stream=sys.stderr)
+    if not args.basedir.is_dir():
+        print(f"{PROG}: base directory {args.basedir} does not exist or is not a directory", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    core = CatalogCore(args.basedir, allow_upgrades=args.upgrades)
+    try:
+        server, port = make_server(args.listen, [handler(core)])
+    except TardisError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:  # grpc refuses some malformed addresses this way
+        print(f"{PROG}: cannot listen on {args.listen}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{PROG} listening on {shown_address(args.listen, port)}", file=sys.stderr, flush=True)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        server.stop(grace=5).wait()
+        core.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The catalog's SQLite schema: version 1 DDL, the migrations registry and version helpers.
+
+A new database is created with the version 1 DDL and then brought to SCHEMA_VERSION by the
+same migrations that upgrade an old one, so both paths always end in the same schema.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+SCHEMA_VERSION = 1
+
+SCHEMA_V1: list[str] = [
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE sets (
+        set_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        session TEXT UNIQUE,
+        completed INTEGER NOT NULL DEFAULT 0,
+        priority INTEGER NOT NULL DEFAULT 0,
+        locked INTEGER NOT NULL DEFAULT 0,
+        start_ns INTEGER NOT NULL,
+        end_ns INTEGER NOT NULL DEFAULT 0,
+        client_time_ns INTEGER NOT NULL DEFAULT 0,
+        client_end_ns INTEGER NOT NULL DEFAULT 0,
+        client_version TEXT,
+        server_version TEXT,
+        explicit_name INTEGER NOT NULL DEFAULT 0,
+        files_full INTEGER NOT NULL DEFAULT 0,
+        files_delta INTEGER NOT NULL DEFAULT 0,
+        bytes_received INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE TABLE names (name_id INTEGER PRIMARY KEY, name BLOB NOT NULL UNIQUE)",
+    """CREATE TABLE dirs (
+        dir_id INTEGER PRIMARY KEY,
+        parent_id INTEGER NOT NULL,
+        name_id INTEGER NOT NULL REFERENCES names,
+        UNIQUE (parent_id, name_id))""",
+    """CREATE TABLE objects (
+        object_id INTEGER PRIMARY KEY,
+        address BLOB NOT NULL UNIQUE,
+        size INTEGER NOT NULL,
+        stored_size INTEGER NOT NULL,
+        compression TEXT NOT NULL,
+        encrypted INTEGER NOT NULL,
+        basis_id INTEGER REFERENCES objects,
+        chain_length INTEGER NOT NULL DEFAULT 0,
+        added_set INTEGER NOT NULL,
+        bad INTEGER NOT NULL DEFAULT 0)""",
+    """CREATE TABLE entries (
+        entry_id INTEGER PRIMARY KEY,
+        dir_id INTEGER NOT NULL,
+        name_id INTEGER NOT NULL REFERENCES names,
+        first_set INTEGER NOT NULL,
+        last_set INTEGER NOT NULL,
+        type INTEGER NOT NULL,
+        mode INTEGER NOT NULL,
+        inode INTEGER NOT NULL,
+        device INTEGER NOT NULL,
+        nlink INTEGER NOT NULL,
+        uid INTEGER NOT NULL,
+        gid INTEGER NOT NULL,
+        user_id INTEGER REFERENCES names,
+        group_id INTEGER REFERENCES names,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        atime_ns INTEGER NOT NULL,
+        object_id INTEGER REFERENCES objects,
+        link_target BLOB,
+        child_dir_id INTEGER)""",
+    "CREATE INDEX entries_by_name ON entries (dir_id, name_id, last_set)",
+    "CREATE INDEX entries_by_span ON entries (last_set, first_set)",
+    "CREATE INDEX entries_by_object ON entries (object_id)",
+    """CREATE TABLE lease (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        holder TEXT,
+        session TEXT,
+        fence INTEGER NOT NULL,
+        expires_ns INTEGER NOT NULL,
+        since_ns INTEGER NOT NULL)""",
+]
+
+# MIGRATIONS[v] converts a version v database to version v + 1. Steps run inside the
+# caller's transaction: they must not commit (so no executescript).
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+
+
+def get_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def set_version(conn: sqlite3.Connection, version: int) -> None:
+    """Record ``version`` in both places: PRAGMA user_version and meta('schema_version')."""
+    conn.execute(f"PRAGMA user_version = {int(version)}")
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (str(version),),
+    )
+
+
+def migrate(conn: sqlite3.Connection, start: int) -> None:
+    """Run the migrations from ``start`` to SCHEMA_VERSION (inside the caller's transaction)."""
+    for version in range(start, SCHEMA_VERSION):
+        step = MIGRATIONS.get(version)
+        if step is None:
+            raise RuntimeError(f"no migration from catalog schema version {version} to {version + 1}")
+        step(conn)
+    set_version(conn, SCHEMA_VERSION)
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create a current-version schema (inside the caller's transaction)."""
+    for statement in SCHEMA_V1:
+        conn.execute(statement)
+    set_version(conn, 1)
+    migrate(conn, 1)

@@ -1,0 +1,75 @@
+"""tardisd: ingest, catalog and blobstore in one server process (the seed's daemon)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+from tardis_blobstore.core import BlobStoreCore  # noqa: E402
+from tardis_catalog.core import CatalogCore  # noqa: E402
+from tardis_common.argparsing import given_options, make_parser  # noqa: E402
+from tardis_common.errors import TardisError  # noqa: E402
+from tardis_common.rpc import make_server  # noqa: E402
+from tardis_common.serving import display_address, serve_until_signalled  # noqa: E402
+from tardis_common.settings import DaemonSettings, load_daemon_settings  # noqa: E402
+
+from .core import IngestCore  # noqa: E402
+from .grpc_service import handler  # noqa: E402
+
+
+def parser() -> argparse.ArgumentParser:
+    p = make_parser("tardisd", "Run the Tardis backup server (ingest, catalog and blobstore).")
+    S = argparse.SUPPRESS
+    p.add_argument("--config", "-c", default=S, help="configuration file ([Daemon] section, [Tardis] as defaults)")
+    p.add_argument("--port", "-p", type=int, default=S, help="port to listen on (default 7420)")
+    p.add_argument("--listen-address", default=S, dest="listen_address", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--basedir", "-b", default=S, help="directory holding every client's repository")
+    p.add_argument("--local", default=S, help="serve on this Unix socket instead of TCP")
+    p.add_argument("--allow-new-hosts", action="store_true", default=S, dest="allow_new_hosts")
+    p.add_argument("--allow-schema-upgrades", action="store_true", default=S, dest="allow_schema_upgrades")
+    p.add_argument("--logfile", "-l", default=S)
+    p.add_argument("-v", "--verbose", action="count", default=S)
+    return p
+
+
+def listen_address(settings: DaemonSettings) -> str:
+    if settings.local:
+        return f"unix:{settings.local}"
+    host = settings.listen_address
+    return f"[{host}]:{settings.port}" if ":" in host else f"{host}:{settings.port}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    given = given_options(args)
+    config = given.pop("config", None)
+    try:
+        settings = load_daemon_settings(given, config)
+        logging.basicConfig(
+            level=logging.WARNING - 10 * min(settings.verbose, 2),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            filename=settings.logfile or None,
+        )
+        base = settings.basedir
+        if not os.path.isdir(base):
+            print(f"tardisd: error: BaseDir {base} does not exist", file=sys.stderr)
+            return 1
+        catalog = CatalogCore(base, allow_upgrades=settings.allow_schema_upgrades)
+        core = IngestCore(catalog, BlobStoreCore(base), allow_new_clients=settings.allow_new_hosts)
+        address = listen_address(settings)
+        server, port = make_server(address, [handler(core)])
+    except (TardisError, RuntimeError) as exc:
+        print(f"tardisd: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return serve_until_signalled(server, f"tardisd listening on {display_address(address, port)}")
+    finally:
+        catalog.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,544 @@
+"""Conformance of the catalog: the core and the gRPC client must behave the same."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tardis.v1 import catalog_pb2 as cat
+from tardis.v1 import common_pb2 as common
+from tardis_catalog import schema
+from tardis_catalog.client import CatalogClient
+from tardis_catalog.core import CatalogCore
+from tardis_catalog.grpc_service import handler
+from tardis_common.clock import FixedClock
+from tardis_common.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from tardis_common.rpc import make_server, open_channel
+
+START_NS = 1_700_000_000 * 1_000_000_000
+FILE = common.ENTRY_TYPE_FILE
+DIR = common.ENTRY_TYPE_DIR
+
+
+@dataclass
+class Env:
+    api: Any  # CatalogCore or CatalogClient: the same interface
+    clock: FixedClock
+    root: Path
+    core: CatalogCore
+
+
+@pytest.fixture(params=["core", "grpc"])
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
+    clock = FixedClock(START_NS)
+    core = CatalogCore(tmp_path, clock=clock)
+    if request.param == "core":
+        yield Env(core, clock, tmp_path, core)
+        core.close()
+        return
+    server, port = make_server("127.0.0.1:0", [handler(core)])
+    client = CatalogClient(open_channel(f"127.0.0.1:{port}"))
+    yield Env(client, clock, tmp_path, core)
+    client.close()
+    server.stop(None)
+    core.close()
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def entry(
+    name: bytes, kind: int = FILE, size: int = 10, mtime: int = 1, object_id: bytes = b"", **kw: Any
+) -> common.Entry:
+    mode = (stat.S_IFDIR | 0o755) if kind == DIR else (stat.S_IFREG | 0o644)
+    return common.Entry(
+        name=name, type=kind, mode=mode, inode=kw.pop("inode", 7), device=kw.pop("device", 9), nlink=1,
+        user=b"alice", group=b"staff", uid=1000, gid=100, size=size, mtime_ns=mtime, ctime_ns=mtime,
+        atime_ns=mtime, object_id=object_id, **kw,
+    )  # fmt: skip
+
+
+def group(path: list[bytes], *entries: common.Entry) -> common.EntryGroup:
+    return common.EntryGroup(dir=common.DirPath(components=path), entries=entries)
+
+
+def obj(address: bytes, basis: bytes = b"", size: int = 10) -> common.ObjectInfo:
+    return common.ObjectInfo(
+        object_id=address, size=size, stored_size=size + 5, compression="zstd", encrypted=True,
+        basis_id=basis, chain_length=1 if basis else 0,
+    )  # fmt: skip
+
+
+def begin(env: Env, session: str = "s1", holder: str = "hostA:1", **kw: Any) -> cat.BeginSetReply:
+    return env.api.begin_set(cat.BeginSetRequest(client="c", session=session, holder=holder, **kw))
+
+
+def record(env: Env, b: cat.BeginSetReply, *groups: common.EntryGroup, **kw: Any) -> cat.RecordEntriesReply:
+    return env.api.record_entries(
+        cat.RecordEntriesRequest(client="c", set_id=b.set.id, fence=b.fence, insert=groups, **kw)
+    )
+
+
+def complete(env: Env, b: cat.BeginSetReply) -> common.BackupSet:
+    return env.api.complete_set(cat.CompleteSetRequest(client="c", set_id=b.set.id, fence=b.fence))
+
+
+def lookup(env: Env, set_id: int, *groups: common.EntryGroup) -> list[cat.PreviousVersion]:
+    reply = env.api.lookup_entries(cat.LookupEntriesRequest(client="c", set_id=set_id, groups=groups))
+    return list(reply.previous)
+
+
+def tree(env: Env, set_id: int, dir_id: int = 0) -> list[common.Entry]:
+    request = cat.ReadTreeRequest(client="c", set_id=set_id, dir_id=dir_id)
+    return [e for msg in env.api.read_tree(request) for e in msg.entries]
+
+
+def path_of(env: Env, set_id: int, *components: bytes) -> cat.LookupPathReply:
+    request = cat.LookupPathRequest(client="c", set_id=set_id, path=common.DirPath(components=components))
+    return env.api.lookup_path(request)
+
+
+def backup(
+    env: Env, session: str, *groups: common.EntryGroup, extend: list[int] | None = None, **kw: Any
+) -> int:
+    """One full cycle: begin, record, complete; returns the set id."""
+    b = begin(env, session, **kw)
+    env.api.record_entries(
+        cat.RecordEntriesRequest(
+            client="c", set_id=b.set.id, fence=b.fence, insert=groups, extend_entry_ids=extend
+        )
+    )
+    complete(env, b)
+    return b.set.id
+
+
+@pytest.fixture
+def cenv(env: Env) -> Env:
+    """An env with client "c" created."""
+    env.api.create_client(cat.ClientRequest(client="c"))
+    return env
+
+
+# -- clients -------------------------------------------------------------------------------
+
+
+def test_create_and_get_client(env: Env) -> None:
+    info = env.api.create_client(cat.ClientRequest(client="c"))
+    assert info.client == "c" and info.schema_version == schema.SCHEMA_VERSION
+    assert info.created_ns == START_NS and len(info.client_id) == 36
+    assert env.api.get_client(cat.ClientRequest(client="c")) == info
+    assert (env.root / "c" / "tardis.db").is_file()
+    with pytest.raises(AlreadyExists, match="client c already exists"):
+        env.api.create_client(cat.ClientRequest(client="c"))
+
+
+def test_missing_client_is_not_found_and_never_created(env: Env) -> None:
+    with pytest.raises(NotFound, match="client nobody does not exist"):
+        env.api.get_client(cat.ClientRequest(client="nobody"))
+    with pytest.raises(NotFound):
+        env.api.list_sets(cat.ClientRequest(client="nobody"))
+    with pytest.raises(NotFound):
+        env.api.begin_set(cat.BeginSetRequest(client="nobody", session="s"))
+    with pytest.raises(NotFound):
+        list(env.api.read_tree(cat.ReadTreeRequest(client="nobody", set_id=1)))
+    assert not (env.root / "nobody" / "tardis.db").exists()
+    with pytest.raises(InvalidArgument):
+        env.api.get_client(cat.ClientRequest(client="../x"))
+
+
+# -- the backup cycle ----------------------------------------------------------------------
+
+
+def test_begin_record_complete_cycle(cenv: Env) -> None:
+    b = begin(cenv, client_time_ns=START_NS, client_version="1.2", name="")
+    assert not b.resumed and b.previous_set_id == 0 and b.fence >= 1
+    assert b.set.name == "INCOMPLETE-s1" and not b.set.completed and b.set.start_time_ns == START_NS
+    reply = record(
+        cenv,
+        b,
+        group([], entry(b"a", object_id=b"aa11")),
+        objects=[obj(b"aa11")],
+        bytes_received=15,
+        files_full=1,
+    )
+    assert (reply.extended, reply.inserted) == (0, 1)
+    cenv.clock.advance(5)
+    done = complete(cenv, b)
+    assert done.completed and done.end_time_ns == START_NS + 5_000_000_000
+    assert done.bytes_received == 15 and done.files_full == 1 and done.client_version == "1.2"
+    sets = cenv.api.list_sets(cat.ClientRequest(client="c")).sets
+    assert [s.id for s in sets] == [b.set.id] and sets[0].completed
+    b2 = begin(cenv, "s2")
+    assert b2.previous_set_id == b.set.id and b2.set.id > b.set.id
+    with pytest.raises(Conflict):
+        complete(cenv, b)  # already complete (and its fence is stale)
+
+
+def test_unchanged_file_is_one_row_across_sets(cenv: Env) -> None:
+    s1 = backup(cenv, "s1", group([b"d"], entry(b"f", inode=2**64 - 1, device=2**63)))
+    ids = []
+    for session in ("s2", "s3"):
+        b = begin(cenv, session)
+        prev = lookup(cenv, b.set.id, group([b"d"], entry(b"f")))
+        assert prev[0].found
+        ids.append(prev[0].entry.entry_id)
+        reply = record(cenv, b, extend_entry_ids=[prev[0].entry.entry_id])
+        assert reply.extended == 1
+        complete(cenv, b)
+    assert ids[0] == ids[1]
+    rows = [e for e in tree(cenv, s1 + 2) if e.name == b"f"]
+    assert len(rows) == 1
+    f = rows[0]
+    assert (f.first_set, f.last_set, f.entry_id) == (s1, s1 + 2, ids[0])
+    assert f.inode == 2**64 - 1 and f.device == 2**63
+    assert [e.entry_id for e in tree(cenv, s1) if e.name == b"f"] == [f.entry_id]
+
+
+def test_changed_file_gets_a_new_version(cenv: Env) -> None:
+    b1 = begin(cenv, "s1")
+    record(cenv, b1, group([], entry(b"f", size=1, object_id=b"o1")), objects=[obj(b"o1")])
+    complete(cenv, b1)
+    b2 = begin(cenv, "s2")
+    record(cenv, b2, group([], entry(b"f", size=2, object_id=b"o2")), objects=[obj(b"o2", basis=b"o1")])
+    complete(cenv, b2)
+    old = path_of(cenv, b1.set.id, b"f")
+    new = path_of(cenv, b2.set.id, b"f")
+    assert old.found and new.found
+    assert (old.entry.size, old.entry.object_id) == (1, b"o1") and old.entry.last_set == b1.set.id
+    assert (new.entry.size, new.entry.object_id) == (2, b"o2") and new.entry.first_set == b2.set.id
+    assert old.entry.entry_id != new.entry.entry_id
+    info = cenv.api.get_object_info(
+        cat.ObjectIdsRequest(client="c", object_ids=[b"o2", b"nope", b"o1"])
+    ).objects
+    assert [o.object_id for o in info] == [b"o2", b"o1"]
+    assert info[0].basis_id == b"o1" and info[0].chain_length == 1 and info[0].compression == "zstd"
+    assert info[1].basis_id == b"" and info[1].stored_size == 15 and info[1].encrypted
+
+
+def test_lookup_entries_alignment_and_full_entries(cenv: Env) -> None:
+    b = begin(cenv, "s1")
+    record(
+        cenv,
+        b,
+        group([], entry(b"d", kind=DIR), entry(b"x")),
+        group(
+            [b"d"],
+            entry(b"one", object_id=b"o1"),
+            entry(b"link", kind=common.ENTRY_TYPE_SYMLINK, link_target=b"t"),
+        ),
+        objects=[obj(b"o1")],
+    )
+    complete(cenv, b)
+    b2 = begin(cenv, "s2")
+    prev = lookup(
+        cenv,
+        b2.set.id,
+        group([b"d"], entry(b"missing"), entry(b"one"), entry(b"link")),
+        group([b"nodir"], entry(b"one")),
+        group([], entry(b"x"), entry(b"d")),
+    )
+    assert [p.found for p in prev] == [False, True, True, False, True, True]
+    one, link, d = prev[1].entry, prev[2].entry, prev[5].entry
+    assert one.name == b"one" and one.object_id == b"o1" and one.user == b"alice" and one.group == b"staff"
+    assert one.dir_id == d.child_dir_id != 0 and one.first_set == one.last_set == b.set.id and one.entry_id
+    assert link.link_target == b"t" and link.type == common.ENTRY_TYPE_SYMLINK
+    assert d.type == DIR and d.dir_id == 0
+
+
+def test_lookup_ignores_versions_absent_from_previous_set(cenv: Env) -> None:
+    s1 = backup(cenv, "s1", group([], entry(b"gone"), entry(b"kept")))
+    b2 = begin(cenv, "s2")
+    kept = lookup(cenv, b2.set.id, group([], entry(b"kept")))[0].entry
+    record(cenv, b2, extend_entry_ids=[kept.entry_id])
+    complete(cenv, b2)
+    b3 = begin(cenv, "s3")
+    prev = lookup(cenv, b3.set.id, group([], entry(b"gone"), entry(b"kept")))
+    assert [p.found for p in prev] == [False, True]
+    # An extension of a version absent from the previous set is refused (counted 0).
+    gone_id = next(e.entry_id for e in tree(cenv, s1) if e.name == b"gone")
+    assert record(cenv, b3, extend_entry_ids=[gone_id]).extended == 0
+
+
+def test_resume_incomplete_set_and_rerecord(cenv: Env) -> None:
+    s1 = backup(cenv, "s1", group([], entry(b"a", size=1), entry(b"b", size=1)))
+    b = begin(cenv, "s2")
+    prev = lookup(cenv, b.set.id, group([], entry(b"a"), entry(b"b")))
+    record(cenv, b, group([], entry(b"new", size=5)), extend_entry_ids=[prev[0].entry.entry_id])
+    # The run dies; the next one resumes the same set.
+    cenv.clock.advance(60)
+    again = begin(cenv, "s3", holder="hostA:2")
+    assert again.resumed and again.set.id == b.set.id and again.set.session == "s3"
+    assert again.fence > b.fence and again.previous_set_id == s1
+    # Looking up in the resumed set finds what the interrupted run recorded.
+    prev = lookup(cenv, again.set.id, group([], entry(b"a"), entry(b"new")))
+    assert prev[0].entry.last_set == again.set.id and prev[1].entry.first_set == again.set.id
+    # Re-recording replaces: "new" (first recorded in this set) and "a" (extended into it).
+    reply = record(cenv, again, group([], entry(b"new", size=6), entry(b"a", size=2)))
+    assert reply.inserted == 2
+    complete(cenv, again)
+    rows = sorted((e.name, e.size) for e in tree(cenv, again.set.id))
+    assert rows == [(b"a", 2), (b"new", 6)]
+    old = [(e.name, e.size, e.last_set) for e in tree(cenv, s1)]
+    assert sorted(old) == [(b"a", 1, s1), (b"b", 1, s1)]
+
+
+# -- the lease -----------------------------------------------------------------------------
+
+
+def test_lease_refusal_force_and_stale_fence(cenv: Env) -> None:
+    first = begin(cenv, "s1", holder="hostA:100")
+    with pytest.raises(Conflict, match=r"client c is being backed up by hostA:100 since .*; use --force"):
+        begin(cenv, "s2", holder="hostB:200")
+    second = begin(cenv, "s2", holder="hostB:200", force=True)
+    assert second.fence == first.fence + 1 and second.resumed and second.set.id == first.set.id
+    with pytest.raises(Conflict, match="was taken over by hostB:200"):
+        record(cenv, first, group([], entry(b"x")))
+    with pytest.raises(Conflict, match="was taken over by hostB:200"):
+        complete(cenv, first)
+    record(cenv, second, group([], entry(b"x")))
+    assert complete(cenv, second).completed
+    # After completion the lease is free.
+    third = begin(cenv, "s3", holder="hostC:1")
+    assert third.fence == second.fence + 1 and not third.resumed
+
+
+def test_lease_expires_and_writes_renew_it(cenv: Env) -> None:
+    first = begin(cenv, "s1", holder="hostA:1")
+    cenv.clock.advance(25)
+    record(cenv, first, group([], entry(b"x")))  # renews the lease for 30 s from now
+    cenv.clock.advance(25)
+    with pytest.raises(Conflict, match="hostA:1"):
+        begin(cenv, "s2", holder="hostB:2")
+    cenv.clock.advance(6)
+    second = begin(cenv, "s2", holder="hostB:2")
+    assert second.resumed and second.fence == first.fence + 1
+    with pytest.raises(Conflict, match="taken over by hostB:2"):
+        record(cenv, first, group([], entry(b"y")))
+
+
+# -- naming --------------------------------------------------------------------------------
+
+
+def test_automatic_names(cenv: Env) -> None:
+    moment = time.mktime((2024, 3, 5, 10, 0, 0, 0, 0, -1))
+    t_ns = int(moment) * 1_000_000_000
+    local = time.localtime(moment)
+    expected = [
+        (time.strftime("Monthly-%Y-%m", local), 40),
+        (time.strftime("Weekly-%Y-%U", local), 30),
+        (time.strftime("Daily-%Y-%m-%d", local), 20),
+        (time.strftime("Hourly-%Y-%m-%d-%H", local), 10),
+        (time.strftime("Backup_%Y-%m-%d_%H:%M:%S", local), 0),
+        (time.strftime("Backup_%Y-%m-%d_%H:%M:%S", local) + "_2", 0),
+    ]
+    for n, (name, priority) in enumerate(expected):
+        b = begin(cenv, f"s{n}", client_time_ns=t_ns)
+        assert b.set.name == f"INCOMPLETE-s{n}"
+        done = complete(cenv, b)
+        assert (done.name, done.priority) == (name, priority)
+    b = begin(cenv, "last")
+    names = [s.name for s in cenv.api.list_sets(cat.ClientRequest(client="c")).sets]
+    assert names == [n for n, _ in expected] + ["INCOMPLETE-last"]
+    assert not cenv.api.list_sets(cat.ClientRequest(client="c")).sets[-1].completed
+
+
+def test_explicit_names(cenv: Env) -> None:
+    b = begin(cenv, "s1", name="before-upgrade")
+    assert complete(cenv, b).name == "before-upgrade"
+    with pytest.raises(AlreadyExists, match="before-upgrade"):
+        begin(cenv, "s2", name="before-upgrade")
+    b2 = begin(cenv, "s2", name="other")
+    assert complete(cenv, b2).name == "other"
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def test_read_tree_subtree_and_order(cenv: Env) -> None:
+    many = [entry(b"f%04d" % i, inode=i) for i in range(2100)]
+    b = begin(cenv, "s1")
+    record(
+        cenv,
+        b,
+        group([], entry(b"a", kind=DIR), entry(b"z")),
+        group([b"a"], entry(b"b", kind=DIR), entry(b"fa")),
+        group([b"a", b"b"], entry(b"fb"), *many),
+        group([b"other"], entry(b"fo")),
+    )
+    complete(cenv, b)
+    request = cat.ReadTreeRequest(client="c", set_id=b.set.id, dir_id=0)
+    sizes = [len(m.entries) for m in cenv.api.read_tree(request)]
+    assert max(sizes) <= 1000 and sum(sizes) == 2100 + 6
+    everything = tree(cenv, b.set.id)
+    keys = [(e.dir_id, e.entry_id) for e in everything]
+    assert keys == sorted(keys)
+    position = {e.dir_id: i for i, e in reversed(list(enumerate(everything)))}
+    for i, e in enumerate(everything):
+        if e.type == DIR:
+            assert position[e.child_dir_id] > i  # a directory's entry precedes its children
+    a = path_of(cenv, b.set.id, b"a").entry
+    sub = tree(cenv, b.set.id, a.child_dir_id)
+    assert {e.name for e in sub} == {b"b", b"fa", b"fb"} | {e.name for e in many}
+    assert sub[0].dir_id == a.child_dir_id
+    full = next(e for e in sub if e.name == b"f0005")
+    assert full.user == b"alice" and full.inode == 5 and full.first_set == b.set.id
+    prev = lookup(cenv, b.set.id, group([b"a", b"b"], *many))
+    assert all(p.found for p in prev) and [p.entry.name for p in prev] == [e.name for e in many]
+    with pytest.raises(NotFound):
+        tree(cenv, 999)
+
+
+def test_read_tree_reads_a_snapshot(cenv: Env) -> None:
+    b = begin(cenv, "s1")
+    record(cenv, b, group([], *[entry(b"f%04d" % i, size=1) for i in range(2500)]))
+    stream = iter(cenv.api.read_tree(cat.ReadTreeRequest(client="c", set_id=b.set.id)))
+    first = next(stream)
+    # Re-recording every entry replaces the rows while the reader is still going.
+    record(cenv, b, group([], *[entry(b"f%04d" % i, size=2) for i in range(2500)]))
+    complete(cenv, b)
+    rest = [e for msg in stream for e in msg.entries]
+    seen = list(first.entries) + rest
+    assert len(seen) == 2500 and {e.size for e in seen} == {1}
+    assert {e.size for e in tree(cenv, b.set.id)} == {2}
+
+
+def test_concurrent_clients(env: Env) -> None:
+    def run(name: str) -> int:
+        env.api.create_client(cat.ClientRequest(client=name))
+        total = 0
+        for n in range(3):
+            b = env.api.begin_set(cat.BeginSetRequest(client=name, session=f"{name}-{n}", holder=name))
+            req = cat.LookupEntriesRequest(client=name, set_id=b.set.id, groups=[group([b"d"], entry(b"f"))])
+            prev = env.api.lookup_entries(req).previous[0]
+            rec = cat.RecordEntriesRequest(client=name, set_id=b.set.id, fence=b.fence)
+            if prev.found:
+                rec.extend_entry_ids.append(prev.entry.entry_id)
+            else:
+                rec.insert.append(group([b"d"], entry(b"f")))
+            reply = env.api.record_entries(rec)
+            total += reply.extended + reply.inserted
+            env.api.complete_set(cat.CompleteSetRequest(client=name, set_id=b.set.id, fence=b.fence))
+        return total
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(run, [f"client{i}" for i in range(8)])) == [3] * 8
+
+
+def test_lookup_path(cenv: Env) -> None:
+    b = begin(cenv, "s1")
+    record(cenv, b, group([], entry(b"a", kind=DIR)), group([b"a"], entry(b"f", size=3)))
+    complete(cenv, b)
+    root = path_of(cenv, b.set.id)
+    assert root.found and root.entry.type == DIR and root.entry.child_dir_id == 0
+    assert root.entry.mode == stat.S_IFDIR | 0o755
+    f = path_of(cenv, b.set.id, b"a", b"f")
+    assert (
+        f.found and f.entry.size == 3 and f.entry.dir_id == path_of(cenv, b.set.id, b"a").entry.child_dir_id
+    )
+    assert not path_of(cenv, b.set.id, b"a", b"nope").found
+    assert not path_of(cenv, b.set.id, b"x", b"f").found
+    b2 = begin(cenv, "s2")
+    complete(cenv, b2)  # nothing carried over
+    assert not path_of(cenv, b2.set.id, b"a", b"f").found
+    with pytest.raises(NotFound, match="backup set 77 does not exist"):
+        path_of(cenv, 77)
+
+
+def test_unknown_object_is_invalid(cenv: Env) -> None:
+    b = begin(cenv, "s1")
+    with pytest.raises(InvalidArgument, match="unknown object deadbeef"):
+        record(cenv, b, group([], entry(b"f", object_id=b"deadbeef")))
+    with pytest.raises(InvalidArgument, match="unknown basis object"):
+        record(cenv, b, objects=[obj(b"o2", basis=b"o1")])
+    # Nothing of a refused batch was kept; an object recorded earlier is accepted later.
+    assert cenv.api.get_object_info(cat.ObjectIdsRequest(client="c", object_ids=[b"o2"])).objects == []
+    record(cenv, b, objects=[obj(b"o1")])
+    assert record(cenv, b, group([], entry(b"f", object_id=b"o1"))).inserted == 1
+
+
+# -- schema upgrades (core only) -----------------------------------------------------------
+
+
+def _add_note(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE sets ADD COLUMN note TEXT")
+
+
+def test_schema_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old = CatalogCore(tmp_path, clock=FixedClock(START_NS))
+    old.create_client(cat.ClientRequest(client="c"))
+    old.close()
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(schema.MIGRATIONS, 1, _add_note)
+
+    refusing = CatalogCore(tmp_path, allow_upgrades=False)
+    with pytest.raises(Conflict, match="schema version 1, this server needs 2; allow schema upgrades"):
+        refusing.get_client(cat.ClientRequest(client="c"))
+    refusing.close()
+
+    core = CatalogCore(tmp_path)
+    assert core.get_client(cat.ClientRequest(client="c")).schema_version == 2
+    core.close()
+    db = tmp_path / "c" / "tardis.db"
+    bak = tmp_path / "c" / "tardis.db.schema-v1.bak"
+    assert bak.is_file()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert "note" in [r[1] for r in conn.execute("PRAGMA table_info(sets)")]
+    conn.close()
+    with sqlite3.connect(bak) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    conn.close()
+
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 1)
+    newer = CatalogCore(tmp_path)
+    with pytest.raises(Conflict, match="schema version 2, newer than version 1"):
+        newer.get_client(cat.ClientRequest(client="c"))
+    newer.close()
+
+
+# -- the executable ------------------------------------------------------------------------
+
+
+def test_tardis_catalog_process(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tardis_catalog.main", "--listen", "127.0.0.1:0", "--basedir", str(tmp_path)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.fullmatch(r"tardis-catalog listening on (127\.0\.0\.1:\d+)\n", line)
+        assert match, line
+        client = CatalogClient(open_channel(match.group(1)))
+        try:
+            assert client.create_client(cat.ClientRequest(client="c")).client == "c"
+            assert client.list_sets(cat.ClientRequest(client="c")).sets == []
+        finally:
+            client.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    bad = subprocess.run(
+        [sys.executable, "-m", "tardis_catalog.main", "--basedir", os.fspath(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
