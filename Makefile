@@ -9,11 +9,12 @@ PACKAGES := proto libs/tardis-common services/blobstore services/catalog service
 PROTOS := $(wildcard proto/tardis/v1/*.proto)
 PYTEST_ARGS ?=
 
-.PHONY: setup proto lint test test-fast demo clean lock
+.PHONY: setup proto proto-check lint test demo clean lock
 
 setup: $(BIN)/.installed proto
 
 $(BIN)/.installed: requirements.lock $(addsuffix /pyproject.toml,$(PACKAGES))
+	bash scripts/system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps $(addprefix -e ,$(PACKAGES))
@@ -36,7 +37,11 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: setup
-	$(BIN)/bash scripts/demo.sh 2>/dev/null || bash scripts/demo.sh
+	bash scripts/demo.sh
+
+# The .proto files must also compile with Debian's protoc 3.21 (the armv7 image uses it).
+proto-check:
+	@tmp=$$(mktemp -d) && protoc -Iproto --python_out=$$tmp $(PROTOS) && rm -rf $$tmp && echo "protoc $$(protoc --version): ok"
 
 lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v -E '^(tardis-|-e )' > requirements.lock.new

@@ -136,15 +136,19 @@ def test_bad_urls(text: str) -> None:
     assert str(info.value)
 
 
-@pytest.mark.parametrize(
-    "client",
-    ["..", ".", "a/b", "a\x00b", "x" * 256, ".hidden"],
-)
-@pytest.mark.parametrize("form", ["/b/{}", "tardis://s/{}", "file:///b/{}"])
+@pytest.mark.parametrize("client", ["..", ".", "a\x00b", "x" * 256, ".hidden"])
+@pytest.mark.parametrize("form", ["/b/{}", "tardis://s/{}", "https://s/{}", "file:///b/{}"])
 def test_bad_client_names(form: str, client: str) -> None:
-    text = form.format(client)
     with pytest.raises(InvalidArgument):
-        parse_repository(text)
+        parse_repository(form.format(client))
+
+
+def test_client_in_a_url_is_one_component() -> None:
+    # In a path the last component is the client, so "/b/a/b" is client "b" under /b/a.
+    assert parse_repository("/b/a/b") == RepoURL("file", "b", path=Path("/b/a"))
+    for text in ("tardis://s/a/b", "http://s/a/b"):
+        with pytest.raises(InvalidArgument, match="separator"):
+            parse_repository(text)
 
 
 def test_percent_encoded_separator_is_refused() -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from tardis_common.argparsing import given_options
 from tardis_common.errors import TardisError
 from tardis_common.settings import ClientSettings, load_client_settings
-from tardis_common.urls import RepoURL, build_repository
+from tardis_common.urls import RepoURL
 
 
 def setup_logging(verbosity: int) -> None:
@@ -44,11 +44,4 @@ def settings_and_url(args: object, drop: tuple[str, ...] = ()) -> tuple[ClientSe
     for key in drop:
         given.pop(key, None)
     settings = load_client_settings(given, getattr(args, "config", None), getattr(args, "job", None))
-    url = build_repository(
-        repository=settings.repository,
-        server=given.get("server"),
-        port=given.get("port"),
-        client=given.get("client"),
-        database=given.get("database"),
-    )
-    return settings, url
+    return settings, settings.repo_url()

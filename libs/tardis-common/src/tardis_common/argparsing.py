@@ -46,7 +46,11 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--config", dest="config", default=quiet, help="config file (env TARDIS_CONFIG)")
     group.add_argument("--job", dest="job", default=quiet, help="config file section (default Tardis)")
     group.add_argument(
-        "--repository", "-R", dest="repository", default=quiet, help="path, file://, tardis:// or http(s):// URL"
+        "--repository",
+        "-R",
+        dest="repository",
+        default=quiet,
+        help="path, file://, tardis:// or http(s):// URL",
     )
     group.add_argument("--server", dest="server", default=quiet, help="server host (seed spelling)")
     group.add_argument("--port", dest="port", type=_port, default=quiet, help="server port (default 7420)")
@@ -56,10 +60,20 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     secrets = parser.add_argument_group("password and keys")
     password = secrets.add_mutually_exclusive_group()
     password.add_argument(
-        "--password", "-P", dest="password", nargs="?", const="", default=quiet, help="password (no value: prompt)"
+        "--password",
+        "-P",
+        dest="password",
+        nargs="?",
+        const="",
+        default=quiet,
+        help="password (no value: prompt)",
     )
     password.add_argument(
-        "--password-file", "-F", dest="password_file", default=quiet, help="read the password from a file or URL"
+        "--password-file",
+        "-F",
+        dest="password_file",
+        default=quiet,
+        help="read the password from a file or URL",
     )
     password.add_argument("--password-prog", dest="password_prog", default=quiet, help="run a program for the password")
     secrets.add_argument("--keys", dest="keyfile", default=quiet, help="file holding the encryption keys")

@@ -50,14 +50,13 @@ class Keys:
     env: tuple[str, ...] = ()
 
 
-def K(*ini: str, env: str | tuple[str, ...] = ()) -> Keys:  # noqa: N802 - reads like a marker
+def K(*ini: str, env: str | tuple[str, ...] = ()) -> Keys:
     return Keys(ini=ini, env=(env,) if isinstance(env, str) else env)
 
 
 def _keys_of(cls: type[BaseSettings]) -> dict[str, Keys]:
     return {
-        name: next((m for m in info.metadata if isinstance(m, Keys)), Keys())
-        for name, info in cls.model_fields.items()
+        name: next((m for m in info.metadata if isinstance(m, Keys)), Keys()) for name, info in cls.model_fields.items()
     }
 
 
@@ -221,11 +220,16 @@ class _ConfigFileSource(_LayerSource):
 
 def _section_values(parser: configparser.ConfigParser, path: str, section: str) -> dict[str, str]:
     """Every key of ``section`` (the default section included), interpolated; keys lower-case."""
+    if not parser.has_section(section):
+        section = parser.default_section
     keys = parser.options(section) if parser.has_section(section) else list(parser.defaults())
     values: dict[str, str] = {}
     for key in keys:
         try:
             values[key] = parser.get(section, key)
+        except configparser.InterpolationSyntaxError as exc:
+            hint = " (write %% for a percent sign)" if "'%'" in str(exc) else ""
+            raise ConfigError(f"{path} [{section}] {key}: {_one_line(exc)}{hint}") from None
         except configparser.Error as exc:
             raise ConfigError(f"{path} [{section}] {key}: {_one_line(exc)}") from None
     return values
@@ -269,15 +273,32 @@ class _LayeredSettings(BaseSettings):
         load = _LOAD.get() or cls._begin_load({}, None, None)
         return (
             init_settings,  # the command line: only the options actually given
-            _ConfigFileSource(settings_cls, load),
+            _ConfigFileSource(cls, load),
             _VariablesSource(settings_cls, load, system=False),
             _VariablesSource(settings_cls, load, system=True),
         )
 
 
 _SERVER_KEYS_IN_JOBS = frozenset(
-    "local localservercmd formats priorities keepdays keepperiods forcefull umask ckscontent autopurge "
-    "saveconfig savefull maxdeltachain maxchangepercent dbbackups linkbasis requirepassword".split()
+    {
+        "local",
+        "localservercmd",
+        "formats",
+        "priorities",
+        "keepdays",
+        "keepperiods",
+        "forcefull",
+        "umask",
+        "ckscontent",
+        "autopurge",
+        "saveconfig",
+        "savefull",
+        "maxdeltachain",
+        "maxchangepercent",
+        "dbbackups",
+        "linkbasis",
+        "requirepassword",
+    }
 )
 
 
@@ -316,13 +337,13 @@ class ClientSettings(_LayeredSettings):
     exclude_patterns: Annotated[StrList, K("ExcludePatterns")] = []
     exclude_files: Annotated[StrList, K("ExcludeFiles")] = []
     exclude_dirs: Annotated[StrList, K("ExcludeDirs")] = []
-    global_exclude_file_name: Annotated[
-        OptStr, K("GlobalExcludeFileName", env="TARDIS_GLOBAL_EXCLUDES")
-    ] = "/etc/tardis/excludes"
+    global_exclude_file_name: Annotated[OptStr, K("GlobalExcludeFileName", env="TARDIS_GLOBAL_EXCLUDES")] = (
+        "/etc/tardis/excludes"
+    )
     exclude_file_name: Annotated[str, K("ExcludeFileName", env="TARDIS_EXCLUDES")] = ".tardis-exclude"
-    local_exclude_file_name: Annotated[
-        str, K("LocalExcludeFileName", env="TARDIS_LOCAL_EXCLUDES")
-    ] = ".tardis-local-exclude"
+    local_exclude_file_name: Annotated[str, K("LocalExcludeFileName", env="TARDIS_LOCAL_EXCLUDES")] = (
+        ".tardis-local-exclude"
+    )
     skip_file_name: Annotated[str, K("SkipFileName", env="TARDIS_SKIP")] = ".tardis-skip"
     exclude_no_access: Annotated[bool, K("ExcludeNoAccess")] = True
     log_files: Annotated[StrList, K("LogFiles")] = []
@@ -477,18 +498,13 @@ def _config_error(exc: ValidationError, cli: Mapping[str, Any], load: _Load) -> 
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     if not name:
         return ConfigError(f"{load.config or 'settings'}: {message}{more}")
-    if name in cli:
-        where = f"command line {name}"
-    else:
-        where = load.origins.get(name, f"default {name}")
+    where = f"command line {name}" if name in cli else load.origins.get(name, f"default {name}")
     value = _one_line(repr(first.get("input")))
     value = value if len(value) <= 80 else value[:77] + "..."
     return ConfigError(f"{where}: bad value {value}: {message}{more}")
 
 
-def load_client_settings(
-    cli: Mapping[str, Any], config: str | None = None, job: str | None = None
-) -> ClientSettings:
+def load_client_settings(cli: Mapping[str, Any], config: str | None = None, job: str | None = None) -> ClientSettings:
     """Client settings from every layer. ``cli`` holds only the options given (field names);
     keys that are not fields are ignored, and ``cli["config"]``/``cli["job"]`` are used when
     ``config``/``job`` are not passed."""
