@@ -12,6 +12,7 @@ from tardis.v1 import common_pb2 as common
 from tardis.v1 import ingest_pb2 as ing
 from tardis_common.cipher import Cipher
 from tardis_common.errors import InvalidArgument
+from tardis_common.faults import fault_point
 from tardis_common.interfaces import Ingest
 from tardis_common.version import PROTOCOL_VERSION, __version__
 
@@ -93,6 +94,7 @@ class BackupRun:
         if wanted:
             assert self.options.upload is not None
             self.ingest.upload_content(upload_requests(self.session, wanted, self.cipher, self.options.upload, self.stats))
+            fault_point("after-upload")
 
     def run(self, roots: list[str]) -> BackupResult:
         for root in roots:
