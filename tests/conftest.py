@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from helpers.services import Cluster, start_cluster  # noqa: E402
+from helpers.services import Cluster, start_cluster
 
 _names = itertools.count(1)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from tardis.v1 import blobstore_pb2 as bs
 from tardis.v1 import common_pb2 as common
+
 from tardis_blobstore.client import BlobStoreClient
 from tardis_blobstore.core import PIECE_SIZE, BlobStoreCore
 from tardis_blobstore.grpc_service import handler
@@ -199,9 +200,7 @@ def test_get_missing_and_unknown_client(env: Env) -> None:
 def test_stat(env: Env) -> None:
     put(env.store, EMPTY, BIG)
     ids = [oid(BIG), oid(b"absent"), oid(EMPTY)]
-    assert list(
-        env.store.stat_objects(bs.StatObjectsRequest(client=CLIENT, object_ids=ids)).stored_sizes
-    ) == [
+    assert list(env.store.stat_objects(bs.StatObjectsRequest(client=CLIENT, object_ids=ids)).stored_sizes) == [
         len(BIG),
         -1,
         0,
@@ -217,15 +216,11 @@ def test_delete(env: Env) -> None:
     sig.write_bytes(b"signature")
     request = bs.DeleteObjectsRequest(client=CLIENT, object_ids=[oid(SMALL), oid(b"absent")])
     assert env.store.delete_objects(request).deleted == 1
-    assert (
-        not sig.exists() and not sig.with_name(text + ".meta").exists() and not sig.with_name(text).exists()
-    )
+    assert not sig.exists() and not sig.with_name(text + ".meta").exists() and not sig.with_name(text).exists()
     assert env.store.delete_objects(request).deleted == 0
     sizes = env.store.stat_objects(bs.StatObjectsRequest(client=CLIENT, object_ids=[oid(SMALL), oid(BIG)]))
     assert list(sizes.stored_sizes) == [-1, len(BIG)]
-    assert (
-        env.store.delete_objects(bs.DeleteObjectsRequest(client="nobody", object_ids=[oid(BIG)])).deleted == 0
-    )
+    assert env.store.delete_objects(bs.DeleteObjectsRequest(client="nobody", object_ids=[oid(BIG)])).deleted == 0
 
 
 BAD_IDS = [
@@ -379,8 +374,4 @@ def test_program_address_in_use(tmp_path: Path) -> None:
             timeout=60,
         )
     assert result.returncode == 1
-    assert (
-        result.stderr.count("\n") == 1
-        and "cannot listen" in result.stderr
-        and "Traceback" not in result.stderr
-    )
+    assert result.stderr.count("\n") == 1 and "cannot listen" in result.stderr and "Traceback" not in result.stderr

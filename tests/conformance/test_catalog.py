@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from tardis.v1 import catalog_pb2 as cat
 from tardis.v1 import common_pb2 as common
+
 from tardis_catalog import schema
 from tardis_catalog.client import CatalogClient
 from tardis_catalog.core import CatalogCore
@@ -110,15 +111,11 @@ def path_of(env: Env, set_id: int, *components: bytes) -> cat.LookupPathReply:
     return env.api.lookup_path(request)
 
 
-def backup(
-    env: Env, session: str, *groups: common.EntryGroup, extend: list[int] | None = None, **kw: Any
-) -> int:
+def backup(env: Env, session: str, *groups: common.EntryGroup, extend: list[int] | None = None, **kw: Any) -> int:
     """One full cycle: begin, record, complete; returns the set id."""
     b = begin(env, session, **kw)
     env.api.record_entries(
-        cat.RecordEntriesRequest(
-            client="c", set_id=b.set.id, fence=b.fence, insert=groups, extend_entry_ids=extend
-        )
+        cat.RecordEntriesRequest(client="c", set_id=b.set.id, fence=b.fence, insert=groups, extend_entry_ids=extend)
     )
     complete(env, b)
     return b.set.id
@@ -219,9 +216,7 @@ def test_changed_file_gets_a_new_version(cenv: Env) -> None:
     assert (old.entry.size, old.entry.object_id) == (1, b"o1") and old.entry.last_set == b1.set.id
     assert (new.entry.size, new.entry.object_id) == (2, b"o2") and new.entry.first_set == b2.set.id
     assert old.entry.entry_id != new.entry.entry_id
-    info = cenv.api.get_object_info(
-        cat.ObjectIdsRequest(client="c", object_ids=[b"o2", b"nope", b"o1"])
-    ).objects
+    info = cenv.api.get_object_info(cat.ObjectIdsRequest(client="c", object_ids=[b"o2", b"nope", b"o1"])).objects
     assert [o.object_id for o in info] == [b"o2", b"o1"]
     assert info[0].basis_id == b"o1" and info[0].chain_length == 1 and info[0].compression == "zstd"
     assert info[1].basis_id == b"" and info[1].stored_size == 15 and info[1].encrypted
@@ -444,9 +439,7 @@ def test_lookup_path(cenv: Env) -> None:
     assert root.found and root.entry.type == DIR and root.entry.child_dir_id == 0
     assert root.entry.mode == stat.S_IFDIR | 0o755
     f = path_of(cenv, b.set.id, b"a", b"f")
-    assert (
-        f.found and f.entry.size == 3 and f.entry.dir_id == path_of(cenv, b.set.id, b"a").entry.child_dir_id
-    )
+    assert f.found and f.entry.size == 3 and f.entry.dir_id == path_of(cenv, b.set.id, b"a").entry.child_dir_id
     assert not path_of(cenv, b.set.id, b"a", b"nope").found
     assert not path_of(cenv, b.set.id, b"x", b"f").found
     b2 = begin(cenv, "s2")

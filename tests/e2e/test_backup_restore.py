@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
-from helpers.trees import assert_same_tree, make_tree
 
+from helpers.trees import assert_same_tree, make_tree
 from tardis_cli import backup, regenerate, sonic
 
 
@@ -67,9 +67,17 @@ def test_incremental_sets_keep_history(repository: str, tmp_path: Path, capsys: 
     newest, oldest = tmp_path / "newest", tmp_path / "oldest"
     assert regenerate.main(["--repository", repository, "-o", str(newest), str(source)]) == 0
     assert_same_tree(source, newest / "src")
-    assert regenerate.main(["--repository", repository, "-o", str(oldest), "--backup", listed[0]["name"], str(source)]) == 0
+    assert (
+        regenerate.main(["--repository", repository, "-o", str(oldest), "--backup", listed[0]["name"], str(source)])
+        == 0
+    )
     assert_same_tree(first, oldest / "src")
-    assert regenerate.main(["--repository", repository, "-o", str(tmp_path / "byid"), "-b", str(listed[0]["id"]), str(source)]) == 0
+    assert (
+        regenerate.main(
+            ["--repository", repository, "-o", str(tmp_path / "byid"), "-b", str(listed[0]["id"]), str(source)]
+        )
+        == 0
+    )
     assert_same_tree(first, tmp_path / "byid" / "src")
 
 

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.trees import make_tree
 
+from helpers.trees import make_tree
 from tardis_cli import backup, regenerate, sonic
 
 

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.trees import assert_same_tree, make_tree
 
+from helpers.trees import assert_same_tree, make_tree
 from tardis_cli import backup, regenerate, sonic
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from helpers.services import Cluster
 
+from helpers.services import Cluster
 from tardis_cli.backup_run import BackupOptions, BackupRun
 from tardis_cli.upload import UploadOptions
 from tardis_common.cipher import NullCipher

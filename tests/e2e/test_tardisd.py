@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from helpers.services import start
 from helpers.trees import assert_same_tree, make_tree
-
 from tardis_cli import backup, regenerate
 
 

@@ -26,7 +26,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", default=S, help="take over a backup another run still holds")
     p.add_argument("--full", action="store_true", default=S, help="send full copies, no deltas")
     p.add_argument(
-        "--compress-data", "-Z", nargs="?", const="zstd", default=S, dest="compress_data",
+        "--compress-data",
+        "-Z",
+        nargs="?",
+        const="zstd",
+        default=S,
+        dest="compress_data",
         help="compress stored data: none, zlib, zstd, bzip, lzma (bare flag: zstd)",
     )
     p.add_argument("--compress-min", type=int, default=S, dest="compress_min", help="smallest file to compress")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from tardis.v1 import common_pb2 as common
 from tardis.v1 import ingest_pb2 as ing
+
 from tardis_common.cipher import Cipher
 from tardis_common.errors import InvalidArgument
 from tardis_common.faults import fault_point
@@ -90,16 +91,21 @@ class BackupRun:
             raise InvalidArgument("server answered for a different number of entries")
         self.entries += len(flat)
         self.batches += 1
-        wanted = [Upload(path, item) for (path, item), action in zip(flat, reply.actions) if action == ing.ACTION_SEND_CONTENT]
+        send = ing.ACTION_SEND_CONTENT
+        wanted = [Upload(p, i) for (p, i), action in zip(flat, reply.actions, strict=True) if action == send]
         if wanted:
             assert self.options.upload is not None
-            self.ingest.upload_content(upload_requests(self.session, wanted, self.cipher, self.options.upload, self.stats))
+            self.ingest.upload_content(
+                upload_requests(self.session, wanted, self.cipher, self.options.upload, self.stats)
+            )
             fault_point("after-upload")
 
     def run(self, roots: list[str]) -> BackupResult:
         for root in roots:
             if not os.path.isdir(root):
-                raise InvalidArgument(f"{root} is not a directory" if os.path.exists(root) else f"{root} does not exist")
+                raise InvalidArgument(
+                    f"{root} is not a directory" if os.path.exists(root) else f"{root} does not exist"
+                )
         opened = self.ingest.open_session(
             ing.OpenSessionRequest(
                 client=self.client,

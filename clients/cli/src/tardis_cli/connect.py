@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tardis.v1 import ingest_pb2 as ing
+
 from tardis_common.errors import InvalidArgument
 from tardis_common.interfaces import Ingest
 from tardis_common.rpc import open_channel

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from tardis.v1 import blobstore_pb2 as bs
 from tardis.v1 import catalog_pb2 as cat
 from tardis.v1 import common_pb2 as common
+
 from tardis_common.cipher import Cipher
 from tardis_common.errors import Corrupt, NotFound
 from tardis_common.interfaces import Ingest
@@ -182,6 +183,7 @@ class Restorer:
                 for plain in decoder.feed(piece.data):
                     _write_all(fd, plain)
                 if piece.last:
+                    assert current is not None
                     os.close(fd)
                     decoder.finish()
                     self._copies(wanted.pop(current), decoder.size)

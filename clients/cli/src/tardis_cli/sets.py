@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tardis.v1 import catalog_pb2 as cat
 from tardis.v1 import common_pb2 as common
+
 from tardis_common.errors import NotFound
 from tardis_common.interfaces import Ingest
 

@@ -56,7 +56,8 @@ def _list(args: argparse.Namespace) -> int:
     print(f"{'Id':>4}  {'Name':<32} {'Done':<4} {'Prio':>4}  {'Started':<19}  {'Finished':<19}")
     for s in sets:
         done = "yes" if s.completed else "no"
-        print(f"{s.id:>4}  {s.name:<32} {done:<4} {s.priority:>4}  {_time(s.start_time_ns):<19}  {_time(s.end_time_ns):<19}")
+        started, ended = _time(s.start_time_ns), _time(s.end_time_ns)
+        print(f"{s.id:>4}  {s.name:<32} {done:<4} {s.priority:>4}  {started:<19}  {ended:<19}")
     return 0
 
 

@@ -8,12 +8,12 @@ files costs a handful of messages, never one per file.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tardis.v1 import common_pb2 as common
 from tardis.v1 import ingest_pb2 as ing
+
 from tardis_common.cipher import Cipher
 from tardis_common.codecs import Codec, codec_named
 from tardis_common.objectformat import ObjectEncoder

@@ -16,11 +16,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tardis.v1 import common_pb2 as common
+
 from tardis_common.cipher import Cipher
 
 log = logging.getLogger(__name__)
 
-TYPES = {stat.S_IFREG: common.ENTRY_TYPE_FILE, stat.S_IFDIR: common.ENTRY_TYPE_DIR, stat.S_IFLNK: common.ENTRY_TYPE_SYMLINK}
+TYPES = {
+    stat.S_IFREG: common.ENTRY_TYPE_FILE,
+    stat.S_IFDIR: common.ENTRY_TYPE_DIR,
+    stat.S_IFLNK: common.ENTRY_TYPE_SYMLINK,
+}
 
 
 @dataclass

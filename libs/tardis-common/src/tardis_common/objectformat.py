@@ -179,7 +179,7 @@ class ObjectDecoder:
         nonce = self._header.nonce_prefix + _U32.pack(index)
         try:
             plain = self.cipher.open(sealed, nonce, _associated(self._header_bytes, index, last))
-        except Exception:  # noqa: BLE001 - any failure to open is damage
+        except Exception:
             raise Corrupt(f"{self._name()}: chunk {index} failed authentication") from None
         self._chunks += 1
         if not plain:
@@ -188,7 +188,7 @@ class ObjectDecoder:
         if plain[0] == 1:
             try:
                 body = self._codec.decompress(body)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 raise Corrupt(f"{self._name()}: chunk {index} does not decompress") from None
         elif plain[0] != 0:
             raise Corrupt(f"{self._name()}: chunk {index} has an unknown flag")

@@ -69,7 +69,7 @@ def _method_handler(core: Any, method: MethodDescriptor) -> grpc.RpcMethodHandle
         def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Message]:
             try:
                 yield from impl(request)
-            except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+            except Exception as exc:
                 _abort(context, exc)
 
         if method.client_streaming:
@@ -79,7 +79,7 @@ def _method_handler(core: Any, method: MethodDescriptor) -> grpc.RpcMethodHandle
     def unary(request: Any, context: grpc.ServicerContext) -> Message:
         try:
             return impl(request)  # type: ignore[no-any-return]
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             _abort(context, exc)
             raise  # unreachable: abort raises
 

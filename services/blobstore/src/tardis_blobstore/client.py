@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 import grpc
 from tardis.v1 import blobstore_pb2 as bs
 from tardis.v1 import blobstore_pb2_grpc
+
 from tardis_common.rpc import RpcClient
 
 

@@ -9,6 +9,7 @@ from typing import BinaryIO
 
 from tardis.v1 import blobstore_pb2 as bs
 from tardis.v1 import common_pb2 as common
+
 from tardis_common.errors import InvalidArgument
 
 from .storage import ObjectMeta, ObjectTree, check_object_id
@@ -38,9 +39,7 @@ class BlobStoreCore:
                 if tree is None:
                     tree = self.tree(request.client)
                 elif request.client and request.client != tree.client:
-                    raise InvalidArgument(
-                        f"client changed within a put stream ({tree.client!r} to {request.client!r})"
-                    )
+                    raise InvalidArgument(f"client changed within a put stream ({tree.client!r} to {request.client!r})")
                 for piece in request.pieces:
                     self._put_piece(tree, open_objects, piece, reply)
             if open_objects:
@@ -64,9 +63,7 @@ class BlobStoreCore:
         temp = open_objects.get(piece.token)
         if temp is None:
             if len(open_objects) >= MAX_OPEN_TOKENS:
-                raise InvalidArgument(
-                    f"more than {MAX_OPEN_TOKENS} objects unfinished at once in one put stream"
-                )
+                raise InvalidArgument(f"more than {MAX_OPEN_TOKENS} objects unfinished at once in one put stream")
             temp = open_objects[piece.token] = tree.begin()
         if piece.data:
             temp.write(piece.data)

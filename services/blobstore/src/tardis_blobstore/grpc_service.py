@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 from tardis.v1 import blobstore_pb2
+
 from tardis_common.rpc import core_handler
 
 from .core import BlobStoreCore

@@ -58,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError:  # grpc reports a failed bind this way
         print(f"{PROG}: cannot listen on {args.listen}: address in use or not valid", file=sys.stderr)
         return 1
-    return serve_until_signalled(
-        server, f"{PROG} listening on {display_address(args.listen, port)}", STOP_GRACE
-    )
+    return serve_until_signalled(server, f"{PROG} listening on {display_address(args.listen, port)}", STOP_GRACE)
 
 
 if __name__ == "__main__":

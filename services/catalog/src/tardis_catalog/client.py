@@ -8,6 +8,7 @@ import grpc
 from tardis.v1 import catalog_pb2 as cat
 from tardis.v1 import catalog_pb2_grpc
 from tardis.v1 import common_pb2 as common
+
 from tardis_common.rpc import RpcClient
 
 

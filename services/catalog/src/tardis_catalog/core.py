@@ -17,6 +17,7 @@ from typing import Any
 
 from tardis.v1 import catalog_pb2 as cat
 from tardis.v1 import common_pb2 as common
+
 from tardis_common.clock import Clock, SystemClock
 from tardis_common.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from tardis_common.names import check_client_name
@@ -118,9 +119,7 @@ class CatalogCore:
     @staticmethod
     def _floor(conn: sqlite3.Connection, set_id: int) -> int | None:
         """The largest complete set before ``set_id`` (None if there is none)."""
-        row = conn.execute(
-            "SELECT MAX(set_id) FROM sets WHERE completed = 1 AND set_id < ?", (set_id,)
-        ).fetchone()
+        row = conn.execute("SELECT MAX(set_id) FROM sets WHERE completed = 1 AND set_id < ?", (set_id,)).fetchone()
         return row[0] if row and row[0] is not None else None
 
     def _check_write(self, conn: sqlite3.Connection, client: str, set_id: int, fence: int) -> tuple[Any, ...]:
@@ -169,9 +168,7 @@ class CatalogCore:
             raise InvalidArgument("a backup session needs a session id")
         with self._db(client) as conn, db.write_tx(conn):
             now = self._clock.now_ns()
-            lease = conn.execute(
-                "SELECT holder, fence, expires_ns, since_ns FROM lease WHERE id = 1"
-            ).fetchone()
+            lease = conn.execute("SELECT holder, fence, expires_ns, since_ns FROM lease WHERE id = 1").fetchone()
             if lease is not None and lease[0] and lease[2] > now and not request.force:
                 raise Conflict(
                     f"client {client} is being backed up by {lease[0]} since {_local_time(lease[3])};"
@@ -184,9 +181,7 @@ class CatalogCore:
                 " fence = excluded.fence, expires_ns = excluded.expires_ns, since_ns = excluded.since_ns",
                 (request.holder or "an unnamed writer", request.session, fence, now + self._lease_ns, now),
             )
-            row = conn.execute(
-                "SELECT set_id FROM sets WHERE completed = 0 ORDER BY set_id DESC LIMIT 1"
-            ).fetchone()
+            row = conn.execute("SELECT set_id FROM sets WHERE completed = 0 ORDER BY set_id DESC LIMIT 1").fetchone()
             current = row[0] if row else 0
             other = conn.execute(
                 "SELECT set_id FROM sets WHERE session = ? AND set_id != ?", (request.session, current)
@@ -242,8 +237,7 @@ class CatalogCore:
                     client_time_ns or start_ns, is_used, self._formats, self._priorities
                 )
             conn.execute(
-                "UPDATE sets SET name = ?, priority = ?, completed = 1, end_ns = ?, client_end_ns = ?"
-                " WHERE set_id = ?",
+                "UPDATE sets SET name = ?, priority = ?, completed = 1, end_ns = ?, client_end_ns = ? WHERE set_id = ?",
                 (name, priority, self._clock.now_ns(), request.client_end_time_ns, set_id),
             )
             conn.execute("UPDATE lease SET holder = NULL, session = NULL, expires_ns = 0 WHERE id = 1")
@@ -344,9 +338,7 @@ class CatalogCore:
         for obj in written:
             if not obj.basis_id:
                 continue
-            basis = conn.execute(
-                "SELECT object_id FROM objects WHERE address = ?", (obj.basis_id,)
-            ).fetchone()
+            basis = conn.execute("SELECT object_id FROM objects WHERE address = ?", (obj.basis_id,)).fetchone()
             if basis is None:
                 raise InvalidArgument(
                     f"unknown basis object {show_id(obj.basis_id)} of object {show_id(obj.object_id)}"
@@ -369,9 +361,7 @@ class CatalogCore:
         entries = list({e.name: e for e in group.entries}.values())  # the last of duplicates wins
         if any(not e.name for e in entries):
             raise InvalidArgument("an entry has an empty name")
-        ids = tree.intern(
-            conn, [e.name for e in entries] + [n for e in entries for n in (e.user, e.group) if n]
-        )
+        ids = tree.intern(conn, [e.name for e in entries] + [n for e in entries for n in (e.user, e.group) if n])
         addresses = list({e.object_id for e in entries if e.object_id})
         objects: dict[bytes, int] = {}
         for part in chunks(addresses, limit):
@@ -394,9 +384,7 @@ class CatalogCore:
         for part in chunks(drop, limit):
             conn.execute(f"DELETE FROM entries WHERE entry_id IN ({marks(len(part))})", part)
         for part in chunks(trim, limit):
-            conn.execute(
-                f"UPDATE entries SET last_set = ? WHERE entry_id IN ({marks(len(part))})", (trimmed_to, *part)
-            )
+            conn.execute(f"UPDATE entries SET last_set = ? WHERE entry_id IN ({marks(len(part))})", (trimmed_to, *part))
         dir_names = [ids[e.name] for e in entries if e.type == common.ENTRY_TYPE_DIR]
         children = tree.child_dirs(conn, dir_id, dir_names) if dir_names else {}
         conn.executemany(

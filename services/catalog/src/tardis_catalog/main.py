@@ -21,12 +21,8 @@ PROG = "tardis-catalog"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Serve Tardis catalogs (per-client SQLite) over gRPC."
-    )
-    parser.add_argument(
-        "--listen", default=DEFAULT_LISTEN, help="host:port or unix:/path (default %(default)s)"
-    )
+    parser = argparse.ArgumentParser(prog=PROG, description="Serve Tardis catalogs (per-client SQLite) over gRPC.")
+    parser.add_argument("--listen", default=DEFAULT_LISTEN, help="host:port or unix:/path (default %(default)s)")
     parser.add_argument("--basedir", required=True, type=Path, help="directory holding one folder per client")
     parser.add_argument(
         "--no-schema-upgrades",
@@ -36,6 +32,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     return parser.parse_args(argv)
+
+
+def check_listen(listen: str) -> str | None:
+    """A one-line complaint about a malformed listen address, or None when it looks right."""
+    if listen.startswith("unix:"):
+        return None if len(listen) > 5 else "a unix: address needs a path"
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        return f"listen address {listen} is not host:port (port 0-65535) or unix:/path"
+    return None
 
 
 def shown_address(listen: str, port: int) -> str:
@@ -52,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format=f"{PROG}: %(levelname)s %(message)s", stream=sys.stderr)
     if not args.basedir.is_dir():
         print(f"{PROG}: base directory {args.basedir} does not exist or is not a directory", file=sys.stderr)
+        return 1
+    problem = check_listen(args.listen)
+    if problem:
+        print(f"{PROG}: {problem}", file=sys.stderr)
         return 1
     stop = threading.Event()
 

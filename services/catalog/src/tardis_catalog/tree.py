@@ -71,9 +71,7 @@ def make_dir(conn: sqlite3.Connection, components: Sequence[bytes], cache: DirCa
 
 def child_dirs(conn: sqlite3.Connection, parent_id: int, names: Sequence[int]) -> dict[int, int]:
     """name_id -> dir_id of the subdirectories ``names`` of ``parent_id``, creating missing ones."""
-    conn.executemany(
-        "INSERT OR IGNORE INTO dirs (parent_id, name_id) VALUES (?, ?)", [(parent_id, n) for n in names]
-    )
+    conn.executemany("INSERT OR IGNORE INTO dirs (parent_id, name_id) VALUES (?, ?)", [(parent_id, n) for n in names])
     found: dict[int, int] = {}
     for part in chunks(list(set(names)), max_params(conn)):
         sql = f"SELECT name_id, dir_id FROM dirs WHERE parent_id = ? AND name_id IN ({marks(len(part))})"

@@ -10,6 +10,7 @@ from tardis.v1 import catalog_pb2 as cat
 from tardis.v1 import common_pb2 as common
 from tardis.v1 import ingest_pb2 as ing
 from tardis.v1 import ingest_pb2_grpc
+
 from tardis_common.rpc import RpcClient
 
 

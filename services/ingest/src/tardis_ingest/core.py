@@ -13,6 +13,7 @@ from tardis.v1 import blobstore_pb2 as bs
 from tardis.v1 import catalog_pb2 as cat
 from tardis.v1 import common_pb2 as common
 from tardis.v1 import ingest_pb2 as ing
+
 from tardis_common.clock import Clock, SystemClock
 from tardis_common.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, VersionMismatch
 from tardis_common.interfaces import BlobStore, Catalog
@@ -101,7 +102,7 @@ class IngestCore:
         total = sum(len(g.entries) for g in request.groups)
         if len(looked.previous) != total:
             raise InvalidArgument("catalog answered for a different number of entries")
-        actions: list[int] = []
+        actions: list[ing.Action] = []
         extend: list[int] = []
         record: list[common.EntryGroup] = []
         position = 0
@@ -220,6 +221,8 @@ class IngestCore:
         return self.blobstore.get_objects(request)
 
 
-def _chain(first: ing.UploadContentRequest, rest: Iterator[ing.UploadContentRequest]) -> Iterator[ing.UploadContentRequest]:
+def _chain(
+    first: ing.UploadContentRequest, rest: Iterator[ing.UploadContentRequest]
+) -> Iterator[ing.UploadContentRequest]:
     yield first
     yield from rest

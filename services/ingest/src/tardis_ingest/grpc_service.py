@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 from tardis.v1 import ingest_pb2
+
 from tardis_common.interfaces import Ingest
 from tardis_common.rpc import core_handler
 

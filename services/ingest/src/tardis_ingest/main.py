@@ -9,14 +9,14 @@ import sys
 
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-from tardis_blobstore.client import BlobStoreClient  # noqa: E402
-from tardis_catalog.client import CatalogClient  # noqa: E402
-from tardis_common.errors import TardisError  # noqa: E402
-from tardis_common.rpc import make_server, open_channel  # noqa: E402
-from tardis_common.serving import display_address, serve_until_signalled  # noqa: E402
+from tardis_blobstore.client import BlobStoreClient
+from tardis_catalog.client import CatalogClient
+from tardis_common.errors import TardisError
+from tardis_common.rpc import make_server, open_channel
+from tardis_common.serving import display_address, serve_until_signalled
 
-from .core import IngestCore  # noqa: E402
-from .grpc_service import handler  # noqa: E402
+from .core import IngestCore
+from .grpc_service import handler
 
 
 def parser() -> argparse.ArgumentParser:

@@ -9,16 +9,16 @@ import sys
 
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-from tardis_blobstore.core import BlobStoreCore  # noqa: E402
-from tardis_catalog.core import CatalogCore  # noqa: E402
-from tardis_common.argparsing import given_options, make_parser  # noqa: E402
-from tardis_common.errors import TardisError  # noqa: E402
-from tardis_common.rpc import make_server  # noqa: E402
-from tardis_common.serving import display_address, serve_until_signalled  # noqa: E402
-from tardis_common.settings import DaemonSettings, load_daemon_settings  # noqa: E402
+from tardis_blobstore.core import BlobStoreCore
+from tardis_catalog.core import CatalogCore
+from tardis_common.argparsing import given_options, make_parser
+from tardis_common.errors import TardisError
+from tardis_common.rpc import make_server
+from tardis_common.serving import display_address, serve_until_signalled
+from tardis_common.settings import DaemonSettings, load_daemon_settings
 
-from .core import IngestCore  # noqa: E402
-from .grpc_service import handler  # noqa: E402
+from .core import IngestCore
+from .grpc_service import handler
 
 
 def parser() -> argparse.ArgumentParser:
