@@ -19,6 +19,8 @@ from tardis.v1 import common_pb2 as common
 
 from tardis_common.cipher import Cipher
 
+from . import platform
+
 log = logging.getLogger(__name__)
 
 TYPES = {
@@ -123,6 +125,9 @@ class Walker:
         )
         if kind == common.ENTRY_TYPE_SYMLINK:
             entry.link_target = self.cipher.encrypt_name(os.readlink(os.fsencode(path)))
+        xattrs = platform.read_xattrs(path)
+        if xattrs:
+            entry.xattrs = self.cipher.encrypt_name(xattrs)
         return entry
 
     def ancestors(self, root: str) -> Iterator[Group]:
