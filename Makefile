@@ -49,3 +49,12 @@ lock:
 
 clean:
 	rm -rf $(VENV) proto/python/tardis/v1/*_pb2*.py* proto/python/tardis/v1/.stamp
+
+# Peer benchmark (borg, restic, rsync --link-dest, tardis embedded and distributed) through the
+# shared harness in ../shared/bench; results in bench/results/, table in docs/benchmarks.md.
+# `make bench ROUNDS=3 CORPUS_MB=500`.
+.PHONY: bench
+bench: ROUNDS ?= 1
+bench: CORPUS_MB ?= 1000
+bench: setup
+	ROUNDS=$(ROUNDS) CORPUS_MB=$(CORPUS_MB) bash bench/run.sh

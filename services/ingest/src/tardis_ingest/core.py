@@ -215,6 +215,13 @@ class IngestCore:
         check_client_name(request.client)
         return self.catalog.read_tree(request)
 
+    def get_object_info(self, request: cat.ObjectIdsRequest) -> cat.ObjectInfoReply:
+        check_client_name(request.client)
+        return self.catalog.get_object_info(request)
+
+    def check_content(self, request: ing.SubmitEntriesRequest) -> ing.SubmitEntriesReply:
+        raise InvalidArgument("CheckContent is not implemented yet")
+
     def read_objects(self, request: bs.GetObjectsRequest) -> Iterator[bs.GetObjectsReply]:
         check_client_name(request.client)
         self.catalog.get_client(cat.ClientRequest(client=request.client))
