@@ -2,7 +2,7 @@
 # Installs the Debian packages Tardis needs to build, run and test. Idempotent; needs root
 # (or sudo) only when something is missing.
 set -euo pipefail
-PACKAGES=(python3 python3-venv python3-dev build-essential libssl-dev fuse3 protobuf-compiler rsync)
+PACKAGES=(python3 python3-venv python3-dev build-essential libssl-dev fuse3 protobuf-compiler rsync acl)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

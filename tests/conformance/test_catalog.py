@@ -464,31 +464,39 @@ def test_unknown_object_is_invalid(cenv: Env) -> None:
 # -- schema upgrades (core only) -----------------------------------------------------------
 
 
-def _add_note(conn: sqlite3.Connection) -> None:
-    conn.execute("ALTER TABLE sets ADD COLUMN note TEXT")
-
-
-def test_schema_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_schema_upgrade_from_the_first_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A catalog made by schema version 1 is upgraded, data intact, by the real migrations."""
+    current = schema.SCHEMA_VERSION
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 1)
     old = CatalogCore(tmp_path, clock=FixedClock(START_NS))
     old.create_client(cat.ClientRequest(client="c"))
     old.close()
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(schema.MIGRATIONS, 1, _add_note)
+    with sqlite3.connect(tmp_path / "c" / "tardis.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        conn.execute("INSERT INTO names (name_id, name) VALUES (1, x'66')")
+        conn.execute(
+            "INSERT INTO entries (dir_id, name_id, first_set, last_set, type, mode, inode, device, nlink, uid, gid,"
+            " size, mtime_ns, ctime_ns, atime_ns) VALUES (0, 1, 1, 1, 2, 16877, 5, 6, 1, 0, 0, 0, 7, 8, 9)"
+        )
+        conn.execute("INSERT INTO sets (name, start_ns, completed) VALUES ('Old', 1, 1)")
+    conn.close()
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current)
 
     refusing = CatalogCore(tmp_path, allow_upgrades=False)
-    with pytest.raises(Conflict, match="schema version 1, this server needs 2; allow schema upgrades"):
+    with pytest.raises(Conflict, match=f"schema version 1, this server needs {current}; allow schema upgrades"):
         refusing.get_client(cat.ClientRequest(client="c"))
     refusing.close()
 
     core = CatalogCore(tmp_path)
-    assert core.get_client(cat.ClientRequest(client="c")).schema_version == 2
+    assert core.get_client(cat.ClientRequest(client="c")).schema_version == current
+    tree_entries = [e for b in core.read_tree(cat.ReadTreeRequest(client="c", set_id=1)) for e in b.entries]
+    assert [(e.name, e.mtime_ns, e.xattrs, e.flags) for e in tree_entries] == [(b"f", 7, b"", 0)]
     core.close()
-    db = tmp_path / "c" / "tardis.db"
     bak = tmp_path / "c" / "tardis.db.schema-v1.bak"
     assert bak.is_file()
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
-        assert "note" in [r[1] for r in conn.execute("PRAGMA table_info(sets)")]
+    with sqlite3.connect(tmp_path / "c" / "tardis.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == current
+        assert "xattrs" in [r[1] for r in conn.execute("PRAGMA table_info(entries)")]
     conn.close()
     with sqlite3.connect(bak) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
@@ -496,7 +504,7 @@ def test_schema_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr(schema, "SCHEMA_VERSION", 1)
     newer = CatalogCore(tmp_path)
-    with pytest.raises(Conflict, match="schema version 2, newer than version 1"):
+    with pytest.raises(Conflict, match=f"schema version {current}, newer than version 1"):
         newer.get_client(cat.ClientRequest(client="c"))
     newer.close()
 

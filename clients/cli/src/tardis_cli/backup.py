@@ -9,9 +9,11 @@ import sys
 from tardis_common.argparsing import add_common_options, make_parser
 from tardis_common.cipher import NullCipher
 from tardis_common.codecs import codec_named
+from tardis_common.settings import ClientSettings
 
 from .backup_run import BackupOptions, BackupRun
 from .connect import open_repository
+from .excludes import Selection, expand_path, global_patterns
 from .tool import run, settings_and_url, setup_logging
 from .upload import UploadOptions
 
@@ -25,6 +27,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", "-n", default=S, help="name the backup set explicitly")
     p.add_argument("--force", action="store_true", default=S, help="take over a backup another run still holds")
     p.add_argument("--full", action="store_true", default=S, help="send full copies, no deltas")
+    p.add_argument("--priority", type=int, default=S, help="priority of the new set (default: from its name)")
+    p.add_argument("--tag", "-t", action="append", default=S, dest="tags", metavar="TAG", help="tag the new set")
     p.add_argument(
         "--compress-data",
         "-Z",
@@ -35,9 +39,131 @@ def parser() -> argparse.ArgumentParser:
         help="compress stored data: none, zlib, zstd, bzip, lzma (bare flag: zstd)",
     )
     p.add_argument("--compress-min", type=int, default=S, dest="compress_min", help="smallest file to compress")
-    p.add_argument("--crossdevice", action="store_true", default=S, help="descend into other filesystems")
+    add_selection_options(p)
     p.add_argument("--stats", action="store_true", default=S, help="print statistics when done")
     return p
+
+
+# Lists given on the command line add to those of the config file (as the seed's did).
+_ADDED_LISTS = ("exclude_patterns", "exclude_files", "exclude_dirs")
+
+
+def add_selection_options(p: argparse.ArgumentParser) -> None:
+    """What to leave out of a backup (docs/selection.md); dests are the settings' field names."""
+    S = argparse.SUPPRESS
+    g = p.add_argument_group("selection")
+    g.add_argument(
+        "--exclude",
+        "-x",
+        action="append",
+        default=S,
+        dest="exclude_patterns",
+        metavar="PATTERN",
+        help="leave out what matches this glob (repeatable; leading / anchors it)",
+    )
+    g.add_argument(
+        "--exclude-file",
+        "-X",
+        action="append",
+        default=S,
+        dest="exclude_files",
+        metavar="FILE",
+        help="read exclude patterns from FILE, one per line (repeatable)",
+    )
+    g.add_argument(
+        "--exclude-dir",
+        action="append",
+        default=S,
+        dest="exclude_dirs",
+        metavar="DIR",
+        help="leave out this directory (repeatable)",
+    )
+    g.add_argument(
+        "--exclude-file-name",
+        default=S,
+        dest="exclude_file_name",
+        metavar="NAME",
+        help="per-directory exclude file, for that directory and below (default .tardis-exclude)",
+    )
+    g.add_argument(
+        "--local-exclude-file-name",
+        default=S,
+        dest="local_exclude_file_name",
+        metavar="NAME",
+        help="per-directory exclude file for that directory only (default .tardis-local-exclude)",
+    )
+    g.add_argument(
+        "--skip-file-name",
+        default=S,
+        dest="skip_file_name",
+        metavar="NAME",
+        help="a directory holding this file is left out (default .tardis-skip)",
+    )
+    g.add_argument(
+        "--ignore-global-excludes",
+        action="store_true",
+        default=S,
+        dest="ignore_global_excludes",
+        help="do not read the global exclude file (TARDIS_GLOBAL_EXCLUDES)",
+    )
+    g.add_argument(
+        "--cvs-ignore",
+        action="store_true",
+        default=S,
+        dest="ignore_cvs",
+        help="leave out version-control and build droppings",
+    )
+    g.add_argument(
+        "--skip-caches",
+        action="store_true",
+        default=S,
+        dest="skip_caches",
+        help="leave out directories tagged with CACHEDIR.TAG",
+    )
+    g.add_argument(
+        "--exclude-no-access",
+        action=argparse.BooleanOptionalAction,
+        default=S,
+        dest="exclude_no_access",
+        help="leave out what you cannot read (default: on)",
+    )
+    g.add_argument(
+        "--maxdepth",
+        "-d",
+        type=int,
+        default=S,
+        dest="max_depth",
+        metavar="N",
+        help="descend at most N directory levels (1: the directories' own entries; 0: no limit)",
+    )
+    g.add_argument(
+        "--crossdevice", action="store_true", default=S, dest="cross_device", help="descend into other filesystems"
+    )
+
+
+def selection_of(settings: ClientSettings, args: argparse.Namespace) -> Selection:
+    """The selection of a run: the settings, plus the lists given on the command line."""
+
+    def listed(name: str) -> list[str]:
+        return [*getattr(settings, name), *getattr(args, name, [])]
+
+    patterns = global_patterns(
+        patterns=listed("exclude_patterns"),
+        files=listed("exclude_files"),
+        global_file=None if getattr(args, "ignore_global_excludes", False) else settings.global_exclude_file_name,
+        global_file_default=ClientSettings.model_fields["global_exclude_file_name"].default,
+        ignore_cvs=settings.ignore_cvs,
+    )
+    return Selection(
+        patterns=patterns,
+        exclude_dirs=tuple(expand_path(d) for d in listed("exclude_dirs")),
+        exclude_file_name=settings.exclude_file_name or None,
+        local_exclude_file_name=settings.local_exclude_file_name or None,
+        skip_file_name=settings.skip_file_name or None,
+        skip_caches=settings.skip_caches,
+        exclude_no_access=settings.exclude_no_access,
+        max_depth=settings.max_depth,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _backup(args: argparse.Namespace) -> int:
-    settings, url = settings_and_url(args)
+    settings, url = settings_and_url(args, drop=_ADDED_LISTS)
     roots = [os.path.abspath(d) for d in (settings.directories or ["."])]
     create = bool(getattr(args, "create", False))
     if url.is_local and create:
@@ -59,14 +185,26 @@ def _backup(args: argparse.Namespace) -> int:
         name=getattr(args, "name", ""),
         upload=UploadOptions(codec_named(settings.compress_data), settings.compress_min),
         exclude_dirs=exclude,
-        cross_devices=bool(getattr(args, "crossdevice", False)),
+        cross_devices=settings.cross_device,
+        selection=selection_of(settings, args),
+        full=settings.full,
+        priority=getattr(args, "priority", 0),
+        tags=list(getattr(args, "tags", [])),
     )
     with open_repository(url, timeout=settings.timeout) as repo:
         result = BackupRun(repo.ingest, repo.client, NullCipher(), options).run(roots)
     verb = "resumed and completed" if result.resumed else "completed"
     print(f"backup set {result.set.name} {verb} ({result.entries} entries, {result.files_sent} files sent)")
     if getattr(args, "stats", False) or settings.stats:
-        print(f"batches: {result.batches}  bytes sent: {result.bytes_sent}", file=sys.stderr)
+        print(
+            f"entries {result.entries}  batches {result.batches}  files sent {result.files_sent}"
+            f" (deltas {result.deltas}, hard links {result.linked})  hashed {result.checked}"
+            f"  file bytes {result.bytes_sent}  bytes on the wire {result.wire_bytes}",
+            file=sys.stderr,
+        )
+    if result.skipped:
+        print(f"tardis: {result.skipped} files or directories could not be read; see the log", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -6,8 +6,11 @@ import logging
 import os
 import socket
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
+from tardis.v1 import blobstore_pb2 as bs
 from tardis.v1 import common_pb2 as common
 from tardis.v1 import ingest_pb2 as ing
 
@@ -15,10 +18,13 @@ from tardis_common.cipher import Cipher
 from tardis_common.errors import InvalidArgument
 from tardis_common.faults import fault_point
 from tardis_common.interfaces import Ingest
+from tardis_common.objectformat import ObjectDecoder
 from tardis_common.version import PROTOCOL_VERSION, __version__
 
-from .upload import Upload, UploadOptions, upload_requests
-from .walker import Group, Walker
+from .excludes import Selection
+from .hashing import hash_file
+from .upload import Upload, Uploader, UploadOptions, UploadStats
+from .walker import Group, Item, Walker
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,10 @@ class BackupOptions:
     upload: UploadOptions | None = None
     exclude_dirs: list[str] = field(default_factory=list)
     cross_devices: bool = False
+    selection: Selection | None = None
+    full: bool = False
+    priority: int = 0
+    tags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -43,6 +53,11 @@ class BackupResult:
     files_sent: int = 0
     bytes_sent: int = 0
     batches: int = 0
+    deltas: int = 0
+    checked: int = 0
+    linked: int = 0
+    wire_bytes: int = 0
+    skipped: int = 0  # unreadable or vanished files and directories
 
 
 class _Batcher:
@@ -50,7 +65,7 @@ class _Batcher:
 
     def __init__(self, run: BackupRun) -> None:
         self.run = run
-        self.groups: list[tuple[common.DirPath, list]] = []
+        self.groups: list[tuple[common.DirPath, list[Item]]] = []
         self.count = 0
 
     def add(self, group: Group) -> None:
@@ -71,36 +86,110 @@ class _Batcher:
 
 
 class BackupRun:
+    """One run. Batches are submitted from this thread; each batch's content is uploaded on a
+    background thread while the walk and the next batch's negotiation go on."""
+
     def __init__(self, ingest: Ingest, client: str, cipher: Cipher, options: BackupOptions) -> None:
         self.ingest = ingest
         self.client = client
         self.cipher = cipher
         self.options = options
         self.session = ""
-        self.stats: dict[str, int] = {}
+        self.stats = UploadStats()
         self.entries = 0
         self.batches = 0
+        self.checked = 0
+        self.workers = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="encode")
+        self.sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="send")
+        self.sending: Future[None] | None = None
+        self.uploader: Uploader | None = None
 
-    def submit(self, groups: list) -> None:
-        request = ing.SubmitEntriesRequest(session=self.session)
+    def _request(self, groups: list[tuple[common.DirPath, list[Item]]]) -> ing.SubmitEntriesRequest:
+        request = ing.SubmitEntriesRequest(session=self.session, full=self.options.full)
         for path, items in groups:
             request.groups.append(common.EntryGroup(dir=path, entries=[i.entry for i in items]))
-        reply = self.ingest.submit_entries(request)
+        return request
+
+    def submit(self, groups: list[tuple[common.DirPath, list[Item]]]) -> None:
+        reply = self.ingest.submit_entries(self._request(groups))
         flat = [(path, item) for path, items in groups for item in items]
         if len(reply.actions) != len(flat):
             raise InvalidArgument("server answered for a different number of entries")
         self.entries += len(flat)
         self.batches += 1
-        send = ing.ACTION_SEND_CONTENT
-        wanted = [Upload(p, i) for (p, i), action in zip(flat, reply.actions, strict=True) if action == send]
-        if wanted:
-            assert self.options.upload is not None
-            self.ingest.upload_content(
-                upload_requests(self.session, wanted, self.cipher, self.options.upload, self.stats)
-            )
+        answers = list(zip(flat, reply.actions, reply.delta_basis or [b""] * len(flat), strict=True))
+        checks = [pair for pair, action, _ in answers if action == ing.ACTION_SEND_CHECKSUM]
+        if checks:
+            answers = [a for a in answers if a[1] != ing.ACTION_SEND_CHECKSUM] + self._check(checks)
+        uploads = [
+            Upload(path, item, basis)
+            for (path, item), action, basis in answers
+            if action in (ing.ACTION_SEND_CONTENT, ing.ACTION_SEND_DELTA)
+        ]
+        if uploads:
+            self._fetch_signatures(uploads)
+            self._send(uploads)
+
+    def _check(self, pairs: list[tuple[common.DirPath, Item]]) -> list[tuple[tuple[common.DirPath, Item], Any, bytes]]:
+        """Hash the files ingest asked about and ask again; unreadable ones go as content."""
+        hashed = list(self.workers.map(lambda pair: hash_file(pair[1].path, pair[1].entry, self.cipher), pairs))
+        self.checked += len(pairs)
+        known = [pair for pair, ok in zip(pairs, hashed, strict=True) if ok]
+        fallback = [(pair, ing.ACTION_SEND_CONTENT, b"") for pair, ok in zip(pairs, hashed, strict=True) if not ok]
+        if not known:
+            return fallback
+        reply = self.ingest.check_content(self._request([(path, [item]) for path, item in known]))
+        for _, item in known:
+            item.entry.object_id = b""
+        bases = reply.delta_basis or [b""] * len(known)
+        return fallback + list(zip(known, reply.actions, bases, strict=True))
+
+    def _fetch_signatures(self, uploads: list[Upload]) -> None:
+        wanted = list({u.basis for u in uploads if u.basis})
+        if not wanted:
+            return
+        signatures: dict[bytes, bytes] = {}
+        decoders: dict[bytes, ObjectDecoder] = {}
+        parts: dict[bytes, list[bytes]] = {}
+        request = bs.GetObjectsRequest(client=self.client, object_ids=wanted, signatures=True)
+        for reply in self.ingest.read_objects(request):
+            for piece in reply.pieces:
+                if piece.missing:
+                    continue
+                decoder = decoders.setdefault(piece.object_id, ObjectDecoder(self.cipher))
+                parts.setdefault(piece.object_id, []).extend(decoder.feed(piece.data))
+                if piece.last:
+                    decoder.finish()
+                    signatures[piece.object_id] = b"".join(parts.pop(piece.object_id))
+        for upload in uploads:
+            if upload.basis:
+                upload.basis_signature = signatures.get(upload.basis, b"")
+
+    def _send(self, uploads: list[Upload]) -> None:
+        """Upload a batch's content on the sender thread, after the previous batch's."""
+        self.wait()
+        assert self.uploader is not None
+        requests = self.uploader.requests(uploads)
+
+        def send() -> None:
+            self.ingest.upload_content(requests)
             fault_point("after-upload")
 
+        self.sending = self.sender.submit(send)
+
+    def wait(self) -> None:
+        if self.sending is not None:
+            sending, self.sending = self.sending, None
+            sending.result()
+
     def run(self, roots: list[str]) -> BackupResult:
+        try:
+            return self._run(roots)
+        finally:
+            self.sender.shutdown(wait=True, cancel_futures=True)
+            self.workers.shutdown(wait=True, cancel_futures=True)
+
+    def _run(self, roots: list[str]) -> BackupResult:
         for root in roots:
             if not os.path.isdir(root):
                 raise InvalidArgument(
@@ -117,10 +206,19 @@ class BackupRun:
                 force=self.options.force,
                 name=self.options.name,
                 client_time_ns=time.time_ns(),
+                priority=self.options.priority,
+                tags=self.options.tags,
             )
         )
         self.session = opened.session
-        walker = Walker(self.cipher, exclude_dirs=self.options.exclude_dirs, cross_devices=self.options.cross_devices)
+        assert self.options.upload is not None
+        self.uploader = Uploader(self.session, self.cipher, self.options.upload, self.workers, self.stats)
+        walker = Walker(
+            self.cipher,
+            exclude_dirs=self.options.exclude_dirs,
+            cross_devices=self.options.cross_devices,
+            selection=self.options.selection,
+        )
         batcher = _Batcher(self)
         seen_ancestors: set[str] = set()
         for root in roots:
@@ -131,6 +229,7 @@ class BackupRun:
             for group in walker.walk(root):
                 batcher.add(group)
         batcher.flush()
+        self.wait()
         finished = self.ingest.finish_session(
             ing.FinishSessionRequest(session=self.session, client_end_time_ns=time.time_ns())
         )
@@ -138,7 +237,12 @@ class BackupRun:
             set=finished.set,
             resumed=opened.resumed,
             entries=self.entries,
-            files_sent=self.stats.get("files", 0),
-            bytes_sent=self.stats.get("bytes", 0),
+            files_sent=self.stats.files,
+            bytes_sent=self.stats.bytes,
             batches=self.batches,
+            deltas=self.stats.deltas,
+            checked=self.checked,
+            linked=self.stats.linked,
+            wire_bytes=self.stats.sent,
+            skipped=len(self.stats.skipped) + walker.skipped,
         )

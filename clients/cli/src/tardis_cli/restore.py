@@ -3,7 +3,14 @@
 The tree comes as one stream of stored entries (parents before children); file contents
 come as one stream of objects for many files at a time. Nothing is ever written outside
 the target: names are checked to be single components, directories are created by us
-and checked not to be symlinks, files are opened with O_NOFOLLOW.
+and checked not to be symlinks, files are opened with O_NOFOLLOW and O_EXCL after anything
+already at their name is removed.
+
+Fidelity: names sharing (device, inode) with nlink > 1 become hard links of the first one
+restored; contents are written with holes for zero blocks (sparse files stay sparse); then,
+per entry and in this order, owner and group by name (numeric fallback), extended
+attributes and ACLs, mode bits (after chown, which clears setuid/setgid), and times in
+nanoseconds. Directories get theirs last, deepest first.
 """
 
 from __future__ import annotations
@@ -24,10 +31,14 @@ from tardis_common.errors import Corrupt, NotFound
 from tardis_common.interfaces import Ingest
 from tardis_common.objectformat import ObjectDecoder
 
+from . import platform
+from .chain import ChainReader
+
 log = logging.getLogger(__name__)
 
 FETCH_FILES = 2000
 FETCH_BYTES = 64 * 1024 * 1024
+COPY_BLOCK = 1024 * 1024
 FILE, DIR, SYMLINK = common.ENTRY_TYPE_FILE, common.ENTRY_TYPE_DIR, common.ENTRY_TYPE_SYMLINK
 
 
@@ -45,6 +56,7 @@ class RestoreStats:
     symlinks: int = 0
     bytes: int = 0
     skipped: int = 0
+    hardlinks: int = 0
 
 
 @dataclass
@@ -53,12 +65,38 @@ class _Pending:
 
 
 class Restorer:
-    def __init__(self, ingest: Ingest, client: str, cipher: Cipher, set_id: int) -> None:
+    """Restores entries of one set. ``set_times``: mtime and atime; ``set_perms``: owner,
+    group and mode bits; ``set_attrs``: extended attributes; ``set_acl``: POSIX ACLs."""
+
+    def __init__(
+        self,
+        ingest: Ingest,
+        client: str,
+        cipher: Cipher,
+        set_id: int,
+        *,
+        set_times: bool = True,
+        set_perms: bool = True,
+        set_attrs: bool = True,
+        set_acl: bool = True,
+    ) -> None:
         self.ingest = ingest
         self.client = client
         self.cipher = cipher
         self.set_id = set_id
+        self.set_times = set_times
+        self.set_perms = set_perms
+        self.set_attrs = set_attrs
+        self.set_acl = set_acl
         self.stats = RestoreStats()
+        self._root = os.geteuid() == 0 if hasattr(os, "geteuid") else False
+        umask = os.umask(0o022)
+        os.umask(umask)
+        self._default_mode = 0o666 & ~umask
+        self._chown_failed = False
+        self._owners: dict[tuple[bytes, bytes, int, int], tuple[int, int]] = {}
+        self._links: dict[tuple[int, int], str] = {}  # (device, inode) -> first name restored
+        self._link_later: list[tuple[str, str, common.Entry]] = []  # (path, first, entry)
         self._dirs: dict[int, str] = {}
         self._dir_meta: list[tuple[str, common.Entry]] = []
         self._wanted: dict[bytes, _Pending] = {}
@@ -92,6 +130,7 @@ class Restorer:
             self._make_dir(os.path.dirname(target) or ".")
             self._restore_entry(target, entry)
         self._fetch()
+        self._make_links()
         self._finish_dirs()
 
     # -- tree ------------------------------------------------------------------------------
@@ -140,9 +179,16 @@ class Restorer:
         if entry.type == SYMLINK:
             self._clear(path)
             os.symlink(self.cipher.decrypt_name(entry.link_target), os.fsencode(path))
-            self._set_times(path, entry, symlink=True)
+            self._apply_meta(path, entry, symlink=True)
             self.stats.symlinks += 1
         elif entry.type == FILE:
+            if entry.nlink > 1:
+                key = (entry.device, entry.inode)
+                first = self._links.get(key)
+                if first is not None:
+                    self._link_later.append((path, first, entry))
+                    return
+                self._links[key] = path
             if not entry.object_id:
                 self._write_empty(path, entry)
             else:
@@ -167,10 +213,13 @@ class Restorer:
         if not self._wanted:
             return
         wanted, self._wanted, self._wanted_bytes = self._wanted, {}, 0
+        self._restore_deltas(wanted)
+        if not wanted:
+            return
         request = bs.GetObjectsRequest(client=self.client, object_ids=list(wanted))
         current: bytes | None = None
         decoder: ObjectDecoder | None = None
-        fd = -1
+        writer: platform.SparseWriter | None = None
         for reply in self.ingest.read_objects(request):
             for piece in reply.pieces:
                 if piece.missing:
@@ -178,32 +227,116 @@ class Restorer:
                 if piece.object_id != current:
                     current = piece.object_id
                     decoder = ObjectDecoder(self.cipher, current)
-                    fd = self._open_output(wanted[current].paths[0][0])
-                assert decoder is not None
+                    writer = platform.SparseWriter(self._open_output(wanted[current].paths[0][0]))
+                assert decoder is not None and writer is not None
                 for plain in decoder.feed(piece.data):
-                    _write_all(fd, plain)
+                    writer.write(plain)
                 if piece.last:
                     assert current is not None
-                    os.close(fd)
+                    writer.finish()
+                    os.close(writer.fd)
                     decoder.finish()
                     self._copies(wanted.pop(current), decoder.size)
                     current, decoder = None, None
         if wanted:
             raise Corrupt(f"{len(wanted)} objects did not arrive from the store")
 
+    def _restore_deltas(self, wanted: dict[bytes, _Pending]) -> None:
+        """Objects stored as deltas are rebuilt from their chain (chain.py), one at a time."""
+        chains = ChainReader(self.ingest, self.client, self.cipher)
+        for object_id, info in chains.infos(list(wanted)).items():
+            if not info.basis_id:
+                continue
+            pending = wanted.pop(object_id)
+            writer = platform.SparseWriter(self._open_output(pending.paths[0][0]))
+            try:
+                chains.materialize(object_id, writer)  # type: ignore[arg-type]
+                writer.finish()
+            finally:
+                os.close(writer.fd)
+            self._copies(pending, info.size)
+
     def _copies(self, pending: _Pending, size: int) -> None:
         first = pending.paths[0][0]
         for index, (path, entry) in enumerate(pending.paths):
             if index:
-                self._clear(path)
-                shutil.copyfile(first, path, follow_symlinks=False)
+                self._copy(first, path)
             self._finish_file(path, entry)
             self.stats.bytes += size
 
+    def _copy(self, source: str, path: str) -> None:
+        """A copy of the restored file ``source`` (same content, another inode), holes kept."""
+        fd_in = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            writer = platform.SparseWriter(self._open_output(path))
+            try:
+                while chunk := os.read(fd_in, COPY_BLOCK):
+                    writer.write(chunk)
+                writer.finish()
+            finally:
+                os.close(writer.fd)
+        finally:
+            os.close(fd_in)
+
+    def _make_links(self) -> None:
+        """The other names of hard-linked files, once the first name of each is complete."""
+        later, self._link_later = self._link_later, []
+        for path, first, entry in later:
+            self._clear(path)
+            try:
+                os.link(first, path, follow_symlinks=False)
+            except OSError as exc:
+                log.warning("cannot link %s to %s (%s): restoring a copy", path, first, exc.strerror)
+                try:
+                    self._copy(first, path)
+                except OSError as copy_exc:
+                    log.warning("cannot restore %s: %s", path, copy_exc.strerror)
+                    self.stats.skipped += 1
+                    continue
+                self._finish_file(path, entry)
+                continue
+            self.stats.files += 1
+            self.stats.hardlinks += 1
+
     def _finish_file(self, path: str, entry: common.Entry) -> None:
-        os.chmod(path, stat.S_IMODE(entry.mode), follow_symlinks=False)
-        self._set_times(path, entry)
+        self._apply_meta(path, entry)
         self.stats.files += 1
+
+    def _apply_meta(self, path: str, entry: common.Entry, *, symlink: bool = False) -> None:
+        """Owner, extended attributes and ACLs, mode, times: in that order (chown clears
+        setuid and file capabilities, setting an ACL rewrites the group bits)."""
+        if self.set_perms:
+            self._chown(path, entry)
+        if entry.xattrs and (self.set_attrs or self.set_acl):
+            platform.apply_xattrs(path, self.cipher.decrypt_name(entry.xattrs), acls=self.set_acl, attrs=self.set_attrs)
+        if not symlink:
+            mode = stat.S_IMODE(entry.mode) if self.set_perms else None
+            if mode is None and entry.type == FILE:
+                mode = self._default_mode  # files are created 0600 while being written
+            if mode is not None:
+                os.chmod(path, mode)
+        if self.set_times:
+            self._set_times(path, entry, symlink=symlink)
+
+    def _chown(self, path: str, entry: common.Entry) -> None:
+        key = (entry.user, entry.group, entry.uid, entry.gid)
+        ids = self._owners.get(key)
+        if ids is None:
+            ids = self._owners[key] = platform.owner_ids(
+                self.cipher.decrypt_name(entry.user) if entry.user else b"",
+                self.cipher.decrypt_name(entry.group) if entry.group else b"",
+                entry.uid,
+                entry.gid,
+            )
+        uid, gid = ids
+        try:
+            os.chown(path, uid, gid, follow_symlinks=False)
+        except OSError as exc:
+            if self._root:
+                log.warning("cannot set the owner of %s to %d:%d: %s", path, uid, gid, exc.strerror)
+            elif not self._chown_failed:
+                self._chown_failed = True
+                log.info("cannot set owners when not running as root (first: %s): %s", path, exc.strerror)
 
     def _set_times(self, path: str, entry: common.Entry, symlink: bool = False) -> None:
         try:
@@ -213,16 +346,9 @@ class Restorer:
 
     def _finish_dirs(self) -> None:
         """Permissions and times of directories, deepest first, once their contents exist."""
-        for path, entry in sorted(self._dir_meta, key=lambda pe: pe[0].count(os.sep), reverse=True):
-            os.chmod(path, stat.S_IMODE(entry.mode))
-            self._set_times(path, entry)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+        dirs, self._dir_meta = self._dir_meta, []
+        for path, entry in sorted(dirs, key=lambda pe: pe[0].count(os.sep), reverse=True):
+            self._apply_meta(path, entry)
 
 
 def components_of(path: str) -> list[bytes]:

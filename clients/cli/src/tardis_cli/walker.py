@@ -20,6 +20,7 @@ from tardis.v1 import common_pb2 as common
 from tardis_common.cipher import Cipher
 
 from . import platform
+from .excludes import Access, Matcher, Selection, is_cache_dir, matcher, read_directory_patterns
 
 log = logging.getLogger(__name__)
 
@@ -87,25 +88,39 @@ class Owners:
 
 
 class Walker:
-    def __init__(self, cipher: Cipher, *, exclude_dirs: list[str] | None = None, cross_devices: bool = False) -> None:
+    def __init__(
+        self,
+        cipher: Cipher,
+        *,
+        exclude_dirs: list[str] | None = None,
+        cross_devices: bool = False,
+        selection: Selection | None = None,
+    ) -> None:
         self.cipher = cipher
         self.devices = VirtualDevices()
         self.owners = Owners()
         self.cross_devices = cross_devices
-        self._excluded: set[tuple[int, int]] = set()
+        self.selection = selection or Selection()
+        self.access = Access()
+        # (st_dev, st_ino) of directories never backed up, and why.
+        self._excluded: dict[tuple[int, int], str] = {}
+        for path in self.selection.exclude_dirs:
+            self._exclude_dir(path, "it is excluded")
         for path in exclude_dirs or []:
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            self._excluded.add((st.st_dev, st.st_ino))
+            self._exclude_dir(path, "it is the repository")
         self.skipped = 0
+
+    def _exclude_dir(self, path: str, why: str) -> None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        self._excluded.setdefault((st.st_dev, st.st_ino), why)
 
     def entry(self, path: str, name: bytes, st: os.stat_result) -> common.Entry | None:
         kind = TYPES.get(stat.S_IFMT(st.st_mode))
         if kind is None:
-            log.info("skipping special file %s", path)
-            self.skipped += 1
+            log.warning("skipping special file %s", path)
             return None
         entry = common.Entry(
             name=self.cipher.encrypt_name(name),
@@ -140,13 +155,19 @@ class Walker:
                 yield Group([os.fsencode(p) for p in parts[:depth]], [Item(path, entry)])
 
     def walk(self, root: str) -> Iterator[Group]:
-        """Every directory under ``root`` (which must be a directory), depth first."""
+        """Every directory under ``root`` (which must be a directory) that the selection keeps, depth first."""
+        sel = self.selection
         root_dev = os.lstat(root).st_dev
-        stack: list[tuple[str, list[bytes]]] = [(root, [os.fsencode(p) for p in root.split("/") if p])]
+        if sel.skip_file_name and os.path.lexists(os.path.join(root, sel.skip_file_name)):
+            log.info("skipping %s: it holds %s", root, sel.skip_file_name)
+            return
+        stack: list[tuple[str, list[bytes], int, tuple[str, ...]]] = [
+            (root, [os.fsencode(p) for p in root.split("/") if p], 1, sel.patterns)
+        ]
         while stack:
-            path, components = stack.pop()
+            path, components, depth, inherited = stack.pop()
             group = Group(components)
-            subdirs: list[tuple[str, list[bytes]]] = []
+            subdirs: list[tuple[str, list[bytes], int, tuple[str, ...]]] = []
             try:
                 with os.scandir(path) as listing:
                     found = sorted(listing, key=lambda d: d.name)
@@ -154,6 +175,8 @@ class Walker:
                 log.warning("cannot read directory %s: %s", path, exc.strerror)
                 self.skipped += 1
                 continue
+            inherited, match = self._patterns_here(path, {d.name for d in found}, inherited)
+            descend = sel.max_depth <= 0 or depth < sel.max_depth
             for dirent in found:
                 try:
                     st = dirent.stat(follow_symlinks=False)
@@ -161,14 +184,49 @@ class Walker:
                     log.warning("cannot stat %s: %s", dirent.path, exc.strerror)
                     self.skipped += 1
                     continue
-                if stat.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) in self._excluded:
-                    log.info("not backing up %s: it is the repository", dirent.path)
+                is_dir = stat.S_ISDIR(st.st_mode)
+                if not self._selected(dirent.path, st, is_dir, match):
                     continue
                 entry = self.entry(dirent.path, os.fsencode(dirent.name), st)
                 if entry is None:
                     continue
                 group.items.append(Item(dirent.path, entry))
-                if entry.type == common.ENTRY_TYPE_DIR and (self.cross_devices or st.st_dev == root_dev):
-                    subdirs.append((dirent.path, [*components, os.fsencode(dirent.name)]))
+                if entry.type == common.ENTRY_TYPE_DIR and descend and (self.cross_devices or st.st_dev == root_dev):
+                    subdirs.append((dirent.path, [*components, os.fsencode(dirent.name)], depth + 1, inherited))
             yield group
             stack.extend(reversed(subdirs))
+
+    def _patterns_here(self, path: str, names: set[str], inherited: tuple[str, ...]) -> tuple[tuple[str, ...], Matcher]:
+        """The patterns passed down from ``path`` and the matcher for its own entries."""
+        sel = self.selection
+        if sel.exclude_file_name and sel.exclude_file_name in names:
+            added = read_directory_patterns(os.path.join(path, sel.exclude_file_name))
+            inherited = tuple(dict.fromkeys((*inherited, *added)))
+        active = inherited
+        if sel.local_exclude_file_name and sel.local_exclude_file_name in names:
+            added = read_directory_patterns(os.path.join(path, sel.local_exclude_file_name))
+            active = tuple(dict.fromkeys((*inherited, *added)))
+        return inherited, matcher(active)
+
+    def _selected(self, path: str, st: os.stat_result, is_dir: bool, match: Matcher) -> bool:
+        """Whether an entry is backed up; what is left out is logged (not counted as skipped)."""
+        sel = self.selection
+        if is_dir:
+            why = self._excluded.get((st.st_dev, st.st_ino))
+            if why is not None:
+                log.info("not backing up %s: %s", path, why)
+                return False
+        if match.excludes(path, is_dir):
+            log.debug("excluded %s", path)
+            return False
+        if sel.exclude_no_access and not self.access.allows(path, st):
+            log.info("not backing up %s: no permission to read it", path)
+            return False
+        if is_dir:
+            if sel.skip_file_name and os.path.lexists(os.path.join(path, sel.skip_file_name)):
+                log.info("skipping %s: it holds %s", path, sel.skip_file_name)
+                return False
+            if sel.skip_caches and is_cache_dir(path):
+                log.info("skipping %s: it is a cache directory (CACHEDIR.TAG)", path)
+                return False
+        return True

@@ -17,7 +17,9 @@ once a real cipher is in use. Objects stream in bounded memory and allow range r
 from __future__ import annotations
 
 import struct
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -93,25 +95,44 @@ class ObjectEncoder:
         sealed = self.cipher.seal(flag + body, nonce, _associated(header, index, last))
         return _U32.pack(len(sealed)) + sealed
 
-    def encode(self, source: BinaryIO) -> Iterator[bytes]:
+    def encode(self, source: BinaryIO, executor: Executor | None = None, depth: int = 4) -> Iterator[bytes]:
+        """Yield the object's bytes; ``object_id`` is the hash of what was read from ``source``.
+
+        With an ``executor``, up to ``depth`` chunks are compressed and sealed in parallel
+        while this thread reads and hashes the next ones.
+        """
         hasher = self.cipher.content_hasher()
         header = self.header.encode()
         yield header
         offset = len(header)
         index: list[bytes] = []
         chunk_size = self.header.chunk_size
+        pending: deque[tuple[int, Future[bytes] | bytes]] = deque()
+
+        def emit(length: int, record: Future[bytes] | bytes) -> bytes:
+            nonlocal offset
+            data = record.result() if isinstance(record, Future) else record
+            index.append(_INDEX_ENTRY.pack(offset, length))
+            offset += len(data)
+            return data
+
         current = source.read(chunk_size)
         number = 0
         while current:
             following = source.read(chunk_size)
             hasher.update(current)
             self.size += len(current)
-            record = self._seal_chunk(header, number, current, last=not following)
-            index.append(_INDEX_ENTRY.pack(offset, len(current)))
-            offset += len(record)
-            yield record
+            last = not following
+            if executor is None:
+                pending.append((len(current), self._seal_chunk(header, number, current, last)))
+            else:
+                pending.append((len(current), executor.submit(self._seal_chunk, header, number, current, last)))
+            while len(pending) > (depth if executor is not None else 0):
+                yield emit(*pending.popleft())
             current = following
             number += 1
+        while pending:
+            yield emit(*pending.popleft())
         tail = _U32.pack(END_MARK) + b"".join(index)
         tail += _TRAILER.pack(number, self.size, offset + 4, INDEX_MAGIC)
         self.stored_size = offset + len(tail)

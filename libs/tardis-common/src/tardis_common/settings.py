@@ -346,6 +346,8 @@ class ClientSettings(_LayeredSettings):
     )
     skip_file_name: Annotated[str, K("SkipFileName", env="TARDIS_SKIP")] = ".tardis-skip"
     exclude_no_access: Annotated[bool, K("ExcludeNoAccess")] = True
+    max_depth: Annotated[int, K("MaxDepth"), Field(ge=0)] = 0  # 0: no limit
+    cross_device: Annotated[bool, K("CrossDevice", "CrossDevices")] = False
     log_files: Annotated[StrList, K("LogFiles")] = []
     verbosity: Annotated[int, K("Verbosity"), Field(ge=0)] = 0
     stats: Annotated[bool, K("Stats")] = False

@@ -45,7 +45,7 @@ class BlobStoreCore:
             if open_objects:
                 token = next(iter(open_objects))
                 raise InvalidArgument(f"object stream ended inside object token {token}")
-            if tree is not None and reply.stored + reply.deduplicated > 0:
+            if tree is not None and (reply.stored + reply.deduplicated > 0 or reply.bytes_written > 0):
                 tree.sync()
             return reply
         finally:
@@ -69,9 +69,20 @@ class BlobStoreCore:
             temp.write(piece.data)
         if not piece.last:
             return
-        meta = _meta(piece.info, stored_size=temp.tell())
         del open_objects[piece.token]
+        if piece.abort:
+            tree.abort(temp)
+            return
+        if piece.signature:
+            try:
+                tree.commit_signature(temp, piece.info.object_id)
+            except BaseException:
+                tree.abort(temp)
+                raise
+            reply.bytes_written += os.stat(tree.path(piece.info.object_id).with_suffix(".sig")).st_size
+            return
         try:
+            meta = _meta(piece.info, stored_size=temp.tell())
             stored = tree.commit(temp, meta)
         except BaseException:
             tree.abort(temp)
@@ -91,7 +102,7 @@ class BlobStoreCore:
         reply = bs.GetObjectsReply()
         budget = PIECE_SIZE
         for object_id in request.object_ids:
-            source = tree.open(object_id)
+            source = tree.open(object_id, signature=request.signatures)
             if source is None:
                 reply.pieces.add(object_id=object_id, missing=True, last=True)
             else:

@@ -129,6 +129,13 @@ class ObjectTree:
             self._write_meta(meta_path, meta)
         return stored
 
+    def commit_signature(self, temp: BinaryIO, object_id: bytes) -> None:
+        """Move ``temp`` into place as the object's ``.sig`` (replacing an older one)."""
+        temp.close()
+        final = self.path(object_id)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp.name, final.with_name(final.name + ".sig"))
+
     def _write_meta(self, meta_path: Path, meta: ObjectMeta) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=self.tmp, suffix=".meta")
@@ -146,10 +153,13 @@ class ObjectTree:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def open(self, object_id: bytes) -> BinaryIO | None:
-        """The object opened for reading, or None when it does not exist."""
+    def open(self, object_id: bytes, signature: bool = False) -> BinaryIO | None:
+        """The object (or its ``.sig``) opened for reading, or None when it does not exist."""
+        path = self.path(object_id)
+        if signature:
+            path = path.with_name(path.name + ".sig")
         try:
-            return self.path(object_id).open("rb")
+            return path.open("rb")
         except (FileNotFoundError, NotADirectoryError):
             return None
 

@@ -6,6 +6,7 @@ hold a lease per client and present its fencing number on every write.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import stat
 import threading
@@ -137,7 +138,9 @@ class CatalogCore:
         return row
 
     def _get_set(self, conn: sqlite3.Connection, set_id: int) -> common.BackupSet:
-        return set_from_row(conn.execute(SET_SELECT + " WHERE set_id = ?", (set_id,)).fetchone())
+        found = set_from_row(conn.execute(SET_SELECT + " WHERE set_id = ?", (set_id,)).fetchone())
+        found.tags.extend(r[0] for r in conn.execute("SELECT tag FROM tags WHERE set_id = ? ORDER BY tag", (set_id,)))
+        return found
 
     # -- clients ----------------------------------------------------------------------------
 
@@ -195,7 +198,10 @@ class CatalogCore:
                 if taken is not None:
                     raise AlreadyExists(f"backup set name {request.name} is already used by set {taken[0]}")
             if current:
-                conn.execute("UPDATE sets SET session = ? WHERE set_id = ?", (request.session, current))
+                conn.execute(
+                    "UPDATE sets SET session = ?, explicit_priority = ?, pending_tags = ? WHERE set_id = ?",
+                    (request.session, request.priority, json.dumps(list(request.tags)), current),
+                )
                 if request.name:
                     conn.execute(
                         "UPDATE sets SET name = ?, explicit_name = 1 WHERE set_id = ?",
@@ -205,7 +211,7 @@ class CatalogCore:
             else:
                 cur = conn.execute(
                     "INSERT INTO sets (name, session, start_ns, client_time_ns, client_version, server_version,"
-                    " explicit_name) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " explicit_name, explicit_priority, pending_tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         request.name or naming.incomplete_name(request.session),
                         request.session,
@@ -214,6 +220,8 @@ class CatalogCore:
                         request.client_version,
                         request.server_version or self._server_version,
                         1 if request.name else 0,
+                        request.priority,
+                        json.dumps(list(request.tags)),
                     ),
                 )
                 set_id, resumed = int(cur.lastrowid or 0), False
@@ -236,17 +244,35 @@ class CatalogCore:
                 name, priority = naming.choose_name(
                     client_time_ns or start_ns, is_used, self._formats, self._priorities
                 )
+            explicit_priority, pending = conn.execute(
+                "SELECT explicit_priority, pending_tags FROM sets WHERE set_id = ?", (set_id,)
+            ).fetchone()
+            if explicit_priority:
+                priority = explicit_priority
             conn.execute(
-                "UPDATE sets SET name = ?, priority = ?, completed = 1, end_ns = ?, client_end_ns = ? WHERE set_id = ?",
+                "UPDATE sets SET name = ?, priority = ?, completed = 1, end_ns = ?, client_end_ns = ?,"
+                " pending_tags = '' WHERE set_id = ?",
                 (name, priority, self._clock.now_ns(), request.client_end_time_ns, set_id),
             )
+            for tag in json.loads(pending or "[]"):
+                conn.execute(
+                    "INSERT INTO tags (tag, set_id) VALUES (?, ?)"
+                    " ON CONFLICT (tag) DO UPDATE SET set_id = excluded.set_id",
+                    (tag, set_id),
+                )
             conn.execute("UPDATE lease SET holder = NULL, session = NULL, expires_ns = 0 WHERE id = 1")
             return self._get_set(conn, set_id)
 
     def list_sets(self, request: cat.ClientRequest) -> cat.ListSetsReply:
         with self._db(request.client) as conn:
             rows = conn.execute(SET_SELECT + " ORDER BY set_id").fetchall()
-            return cat.ListSetsReply(sets=[set_from_row(r) for r in rows])
+            tags: dict[int, list[str]] = {}
+            for tag, set_id in conn.execute("SELECT tag, set_id FROM tags ORDER BY tag"):
+                tags.setdefault(set_id, []).append(tag)
+            sets = [set_from_row(r) for r in rows]
+            for one in sets:
+                one.tags.extend(tags.get(one.id, []))
+            return cat.ListSetsReply(sets=sets)
 
     # -- entries ----------------------------------------------------------------------------
 
@@ -274,13 +300,37 @@ class CatalogCore:
                             seen = best.get(name)
                             if seen is None or (row[4], row[0]) > (seen[4], seen[0]):
                                 best[name] = row
+                infos = self._objects(conn, [bytes(r[18]) for r in best.values() if r[18]], limit)
+                held = self._sizes_held(conn, [e.size for e in group.entries if e.size], limit)
                 for entry in group.entries:
                     row = best.get(entry.name)
+                    reply.size_held.append(entry.size in held)
                     if row is None:
                         reply.previous.add(found=False)
-                    else:
-                        reply.previous.add(found=True, entry=entry_from_row(row))
+                        continue
+                    previous = reply.previous.add(found=True, entry=entry_from_row(row))
+                    info = infos.get(previous.entry.object_id)
+                    if info is not None:
+                        previous.object.CopyFrom(info)
         return reply
+
+    @staticmethod
+    def _objects(conn: sqlite3.Connection, addresses: Sequence[bytes], limit: int) -> dict[bytes, common.ObjectInfo]:
+        """ObjectInfo of those ``addresses`` that are held and not bad."""
+        found: dict[bytes, common.ObjectInfo] = {}
+        for part in chunks(list(set(addresses)), limit):
+            sql = OBJECT_SELECT + f" WHERE o.bad = 0 AND o.address IN ({marks(len(part))})"
+            for row in conn.execute(sql, part):
+                found[bytes(row[0])] = object_from_row(row)
+        return found
+
+    @staticmethod
+    def _sizes_held(conn: sqlite3.Connection, sizes: Sequence[int], limit: int) -> set[int]:
+        held: set[int] = set()
+        for part in chunks(list({to_i64(s) for s in sizes}), limit):
+            sql = f"SELECT DISTINCT size FROM objects WHERE bad = 0 AND size IN ({marks(len(part))})"
+            held.update(r[0] for r in conn.execute(sql, part))
+        return held
 
     def record_entries(self, request: cat.RecordEntriesRequest) -> cat.RecordEntriesReply:
         client, set_id = request.client, request.set_id
@@ -305,8 +355,9 @@ class CatalogCore:
                 self._insert_group(conn, set_id, trimmed_to, group, cache, limit) for group in request.insert
             )
             conn.execute(
-                "UPDATE sets SET bytes_received = bytes_received + ?, files_full = files_full + ? WHERE set_id = ?",
-                (to_i64(request.bytes_received), to_i64(request.files_full), set_id),
+                "UPDATE sets SET bytes_received = bytes_received + ?, files_full = files_full + ?,"
+                " files_delta = files_delta + ? WHERE set_id = ?",
+                (to_i64(request.bytes_received), to_i64(request.files_full), to_i64(request.files_delta), set_id),
             )
         return cat.RecordEntriesReply(extended=extended, inserted=inserted)
 
@@ -318,19 +369,20 @@ class CatalogCore:
             if not obj.object_id:
                 raise InvalidArgument("an object has an empty id")
             cur = conn.execute(
-                "INSERT INTO objects (address, size, stored_size, compression, encrypted, chain_length, added_set)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (address) DO UPDATE SET size = excluded.size,"
-                " stored_size = excluded.stored_size, compression = excluded.compression,"
-                " encrypted = excluded.encrypted, basis_id = NULL, chain_length = excluded.chain_length,"
-                " added_set = excluded.added_set, bad = 0 WHERE objects.bad = 1",
+                "INSERT INTO objects (address, size, stored_size, compression, encrypted, chain_length, added_set,"
+                " has_signature) VALUES (?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (address) DO UPDATE SET"
+                " size = excluded.size, stored_size = excluded.stored_size, compression = excluded.compression,"
+                " encrypted = excluded.encrypted, basis_id = NULL, chain_length = 0,"
+                " added_set = excluded.added_set, has_signature = excluded.has_signature, bad = 0"
+                " WHERE objects.bad = 1",
                 (
                     obj.object_id,
                     to_i64(obj.size),
                     to_i64(obj.stored_size),
                     obj.compression,
                     int(obj.encrypted),
-                    obj.chain_length,
                     set_id,
+                    int(obj.has_signature),
                 ),
             )
             if cur.rowcount:
@@ -338,12 +390,17 @@ class CatalogCore:
         for obj in written:
             if not obj.basis_id:
                 continue
-            basis = conn.execute("SELECT object_id FROM objects WHERE address = ?", (obj.basis_id,)).fetchone()
+            basis = conn.execute(
+                "SELECT object_id, chain_length FROM objects WHERE address = ?", (obj.basis_id,)
+            ).fetchone()
             if basis is None:
                 raise InvalidArgument(
                     f"unknown basis object {show_id(obj.basis_id)} of object {show_id(obj.object_id)}"
                 )
-            conn.execute("UPDATE objects SET basis_id = ? WHERE address = ?", (basis[0], obj.object_id))
+            conn.execute(
+                "UPDATE objects SET basis_id = ?, chain_length = ? WHERE address = ?",
+                (basis[0], basis[1] + 1, obj.object_id),
+            )
 
     @staticmethod
     def _insert_group(
@@ -389,8 +446,8 @@ class CatalogCore:
         children = tree.child_dirs(conn, dir_id, dir_names) if dir_names else {}
         conn.executemany(
             "INSERT INTO entries (dir_id, name_id, first_set, last_set, type, mode, inode, device, nlink, uid,"
-            " gid, user_id, group_id, size, mtime_ns, ctime_ns, atime_ns, object_id, link_target, child_dir_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " gid, user_id, group_id, size, mtime_ns, ctime_ns, atime_ns, object_id, link_target, child_dir_id,"
+            " xattrs, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     dir_id,
@@ -413,6 +470,8 @@ class CatalogCore:
                     objects[e.object_id] if e.object_id else None,
                     e.link_target or None,
                     children.get(ids[e.name]) if e.type == common.ENTRY_TYPE_DIR else None,
+                    e.xattrs or None,
+                    e.flags,
                 )
                 for e in entries
             ],
@@ -487,10 +546,6 @@ class CatalogCore:
 
     def get_object_info(self, request: cat.ObjectIdsRequest) -> cat.ObjectInfoReply:
         wanted = list(dict.fromkeys(request.object_ids))
-        found: dict[bytes, common.ObjectInfo] = {}
         with self._db(request.client) as conn:
-            for part in chunks(wanted, tree.max_params(conn)):
-                sql = OBJECT_SELECT + f" WHERE o.bad = 0 AND o.address IN ({marks(len(part))})"
-                for row in conn.execute(sql, part):
-                    found[bytes(row[0])] = object_from_row(row)
+            found = self._objects(conn, wanted, tree.max_params(conn))
         return cat.ObjectInfoReply(objects=[found[a] for a in wanted if a in found])

@@ -16,7 +16,7 @@ _2_64 = 1 << 64
 ENTRY_SELECT = """
 SELECT e.entry_id, e.dir_id, n.name, e.first_set, e.last_set, e.type, e.mode, e.inode, e.device,
        e.nlink, e.uid, e.gid, u.name, g.name, e.size, e.mtime_ns, e.ctime_ns, e.atime_ns,
-       o.address, e.link_target, e.child_dir_id
+       o.address, e.link_target, e.child_dir_id, e.xattrs, e.flags
 FROM entries e
 JOIN names n ON n.name_id = e.name_id
 LEFT JOIN names u ON u.name_id = e.user_id
@@ -31,7 +31,8 @@ FROM sets
 """
 
 OBJECT_SELECT = """
-SELECT o.address, o.size, o.stored_size, o.compression, o.encrypted, b.address, o.chain_length
+SELECT o.address, o.size, o.stored_size, o.compression, o.encrypted, b.address, o.chain_length,
+       o.has_signature
 FROM objects o LEFT JOIN objects b ON b.object_id = o.basis_id
 """
 
@@ -69,6 +70,8 @@ def entry_from_row(row: Sequence[Any]) -> common.Entry:
         object_id=row[18] or b"",
         link_target=row[19] or b"",
         child_dir_id=row[20] or 0,
+        xattrs=row[21] or b"",
+        flags=row[22],
     )
 
 
@@ -100,6 +103,7 @@ def object_from_row(row: Sequence[Any]) -> common.ObjectInfo:
         encrypted=bool(row[4]),
         basis_id=row[5] or b"",
         chain_length=row[6],
+        has_signature=bool(row[7]),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA_V1: list[str] = [
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -83,7 +83,20 @@ SCHEMA_V1: list[str] = [
 
 # MIGRATIONS[v] converts a version v database to version v + 1. Steps run inside the
 # caller's transaction: they must not commit (so no executescript).
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+
+
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    """Incremental backups: xattrs and flags on entries, signatures, tags, explicit priorities."""
+    conn.execute("ALTER TABLE entries ADD COLUMN xattrs BLOB")
+    conn.execute("ALTER TABLE entries ADD COLUMN flags INTEGER NOT NULL DEFAULT 0")
+    conn.execute("ALTER TABLE objects ADD COLUMN has_signature INTEGER NOT NULL DEFAULT 0")
+    conn.execute("CREATE INDEX objects_by_size ON objects (size)")
+    conn.execute("ALTER TABLE sets ADD COLUMN explicit_priority INTEGER NOT NULL DEFAULT 0")
+    conn.execute("ALTER TABLE sets ADD COLUMN pending_tags TEXT NOT NULL DEFAULT ''")
+    conn.execute("CREATE TABLE tags (tag TEXT PRIMARY KEY, set_id INTEGER NOT NULL)")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
 
 
 def get_version(conn: sqlite3.Connection) -> int:

@@ -30,6 +30,12 @@ class IngestClient(RpcClient):
     def upload_content(self, requests: Iterable[ing.UploadContentRequest]) -> ing.UploadContentReply:
         return self._stream_in("UploadContent", iter(requests))  # type: ignore[no-any-return]
 
+    def check_content(self, request: ing.SubmitEntriesRequest) -> ing.SubmitEntriesReply:
+        return self._unary("CheckContent", request)  # type: ignore[no-any-return]
+
+    def get_object_info(self, request: cat.ObjectIdsRequest) -> cat.ObjectInfoReply:
+        return self._unary("GetObjectInfo", request)  # type: ignore[no-any-return]
+
     def finish_session(self, request: ing.FinishSessionRequest) -> ing.FinishSessionReply:
         return self._unary("FinishSession", request)  # type: ignore[no-any-return]
 

@@ -7,7 +7,7 @@ blobstore owns objects, and the session id carries the rest (see session.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from tardis.v1 import blobstore_pb2 as bs
 from tardis.v1 import catalog_pb2 as cat
@@ -20,7 +20,7 @@ from tardis_common.interfaces import BlobStore, Catalog
 from tardis_common.names import check_client_name
 from tardis_common.version import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, __version__, compatible
 
-from .decide import Outcome, decide
+from .decide import Outcome, Policy, Previous, after_checksum, decide
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,13 @@ class IngestCore:
         *,
         clock: Clock | None = None,
         allow_new_clients: bool = True,
+        policy: Policy | None = None,
     ) -> None:
         self.catalog = catalog
         self.blobstore = blobstore
         self.clock = clock or SystemClock()
         self.allow_new_clients = allow_new_clients
+        self.policy = policy or Policy()
 
     # -- handshake -------------------------------------------------------------------------
 
@@ -82,6 +84,8 @@ class IngestCore:
                 client_version=request.client_version,
                 server_version=__version__,
                 name=request.name,
+                priority=request.priority,
+                tags=request.tags,
             )
         )
         session = Session(client, begun.set.id, begun.fence, nonce)
@@ -94,34 +98,45 @@ class IngestCore:
             server_version=__version__,
         )
 
-    def submit_entries(self, request: ing.SubmitEntriesRequest) -> ing.SubmitEntriesReply:
-        session = Session.decode(request.session)
+    def _previous(
+        self, session: Session, groups: Sequence[common.EntryGroup]
+    ) -> tuple[list[Previous | None], list[bool]]:
         looked = self.catalog.lookup_entries(
-            cat.LookupEntriesRequest(client=session.client, set_id=session.set_id, groups=request.groups)
+            cat.LookupEntriesRequest(client=session.client, set_id=session.set_id, groups=groups)
         )
-        total = sum(len(g.entries) for g in request.groups)
-        if len(looked.previous) != total:
+        total = sum(len(g.entries) for g in groups)
+        if len(looked.previous) != total or len(looked.size_held) not in (0, total):
             raise InvalidArgument("catalog answered for a different number of entries")
-        actions: list[ing.Action] = []
+        previous = [
+            Previous(p.entry, p.object if p.HasField("object") else None) if p.found else None for p in looked.previous
+        ]
+        held = list(looked.size_held) or [False] * total
+        return previous, held
+
+    def _answer(
+        self,
+        session: Session,
+        groups: Sequence[common.EntryGroup],
+        outcomes: list[tuple[Outcome, bytes]],
+        entries: list[common.Entry],
+        previous: list[Previous | None],
+    ) -> ing.SubmitEntriesReply:
+        """Record what needs no content, in one catalog call, and build the reply."""
+        reply = ing.SubmitEntriesReply()
         extend: list[int] = []
         record: list[common.EntryGroup] = []
         position = 0
-        for group in request.groups:
+        for group in groups:
             to_record = common.EntryGroup(dir=group.dir)
-            for entry in group.entries:
-                previous = looked.previous[position]
+            for _ in group.entries:
+                (outcome, basis), entry, prev = outcomes[position], entries[position], previous[position]
                 position += 1
-                new = common.Entry()
-                new.CopyFrom(entry)
-                outcome = decide(new, previous.entry if previous.found else None)
-                if outcome is Outcome.EXTEND:
-                    extend.append(previous.entry.entry_id)
-                    actions.append(ing.ACTION_DONE)
+                reply.actions.append(_ACTIONS[outcome])
+                reply.delta_basis.append(basis)
+                if outcome is Outcome.EXTEND and prev is not None:
+                    extend.append(prev.entry.entry_id)
                 elif outcome is Outcome.RECORD:
-                    to_record.entries.append(new)
-                    actions.append(ing.ACTION_DONE)
-                else:
-                    actions.append(ing.ACTION_SEND_CONTENT)
+                    to_record.entries.append(entry)
             if to_record.entries:
                 record.append(to_record)
         if extend or record:
@@ -134,7 +149,34 @@ class IngestCore:
                     insert=record,
                 )
             )
-        return ing.SubmitEntriesReply(actions=actions)
+        return reply
+
+    def submit_entries(self, request: ing.SubmitEntriesRequest) -> ing.SubmitEntriesReply:
+        session = Session.decode(request.session)
+        previous, held = self._previous(session, request.groups)
+        entries = [_copy(e) for g in request.groups for e in g.entries]
+        outcomes = [
+            decide(entry, prev, size_held=h, policy=self.policy, full=request.full)
+            for entry, prev, h in zip(entries, previous, held, strict=True)
+        ]
+        return self._answer(session, request.groups, outcomes, entries, previous)
+
+    def check_content(self, request: ing.SubmitEntriesRequest) -> ing.SubmitEntriesReply:
+        """Entries answered SEND_CHECKSUM, now with their content hash in ``object_id``."""
+        session = Session.decode(request.session)
+        previous, _ = self._previous(session, request.groups)
+        entries = [_copy(e) for g in request.groups for e in g.entries]
+        if any(not e.object_id for e in entries):
+            raise InvalidArgument("CheckContent needs the content hash of every entry")
+        found = self.catalog.get_object_info(
+            cat.ObjectIdsRequest(client=session.client, object_ids=list({e.object_id for e in entries}))
+        )
+        held = {o.object_id: o for o in found.objects}
+        outcomes = [
+            after_checksum(entry, prev, held.get(entry.object_id), policy=self.policy, full=request.full)
+            for entry, prev in zip(entries, previous, strict=True)
+        ]
+        return self._answer(session, request.groups, outcomes, entries, previous)
 
     def upload_content(self, requests: Iterable[ing.UploadContentRequest]) -> ing.UploadContentReply:
         """Stream every piece to the blobstore; record the entries once their objects are durable."""
@@ -144,37 +186,69 @@ class IngestCore:
         except StopIteration:
             raise InvalidArgument("empty upload stream") from None
         session = Session.decode(first.session)
-        pending: dict[int, tuple[common.DirPath, common.Entry]] = {}
+        pending: dict[int, tuple[common.DirPath, common.Entry] | None] = {}
         groups: list[common.EntryGroup] = []
         objects: list[common.ObjectInfo] = []
-        counters = {"bytes": 0, "files": 0}
+        existing: list[bytes] = []
+        reply = ing.UploadContentReply()
+
+        def finished(directory: common.DirPath, entry: common.Entry, info: common.ObjectInfo) -> None:
+            entry.object_id = info.object_id
+            entry.size = info.size
+            groups.append(common.EntryGroup(dir=directory, entries=[entry]))
+            reply.files += 1
 
         def pieces() -> Iterator[bs.PutObjectsRequest]:
             for request in _chain(first, iterator):
                 put = bs.PutObjectsRequest(client=session.client)
                 for piece in request.pieces:
+                    if piece.existing:
+                        if not piece.HasField("entry") or not piece.info.object_id:
+                            raise InvalidArgument("a piece for an existing object needs its entry and object id")
+                        existing.append(piece.info.object_id)
+                        finished(piece.dir, _copy(piece.entry), piece.info)
+                        continue
                     if piece.HasField("entry"):
-                        pending[piece.token] = (piece.dir, piece.entry)
+                        pending[piece.token] = (piece.dir, _copy(piece.entry))
                     elif piece.token not in pending:
-                        raise InvalidArgument(f"content piece for unknown file token {piece.token}")
-                    counters["bytes"] += len(piece.data)
-                    put.pieces.append(bs.PutPiece(token=piece.token, data=piece.data, last=piece.last))
-                    if piece.last:
-                        directory, entry = pending.pop(piece.token)
-                        if piece.info.object_id == b"":
-                            raise InvalidArgument(f"file token {piece.token} ended without an object id")
-                        put.pieces[-1].info.CopyFrom(piece.info)
-                        entry.object_id = piece.info.object_id
-                        entry.size = piece.info.size
-                        objects.append(piece.info)
-                        groups.append(common.EntryGroup(dir=directory, entries=[entry]))
-                        counters["files"] += 1
+                        pending[piece.token] = None  # a signature, or a continuation without entry
+                    reply.bytes += len(piece.data)
+                    put.pieces.append(
+                        bs.PutPiece(
+                            token=piece.token,
+                            data=piece.data,
+                            last=piece.last,
+                            signature=piece.signature,
+                            abort=piece.abort,
+                        )
+                    )
+                    if not piece.last:
+                        continue
+                    owner = pending.pop(piece.token)
+                    if piece.abort:
+                        continue
+                    if not piece.info.object_id:
+                        raise InvalidArgument(f"upload token {piece.token} ended without an object id")
+                    put.pieces[-1].info.CopyFrom(piece.info)
+                    if piece.signature:
+                        continue
+                    objects.append(piece.info)
+                    if piece.info.basis_id:
+                        reply.deltas += 1
+                    if owner is not None:
+                        finished(owner[0], owner[1], piece.info)
                 yield put
 
         self.blobstore.put_objects(pieces())
         if pending:
             raise InvalidArgument(f"upload ended inside {len(pending)} file(s)")
-        if groups:
+        if existing:
+            known = self.catalog.get_object_info(cat.ObjectIdsRequest(client=session.client, object_ids=existing))
+            sent = {o.object_id for o in objects}
+            missing = set(existing) - {o.object_id for o in known.objects} - sent
+            if missing:
+                raise InvalidArgument(f"{len(missing)} existing object(s) are not held by this client")
+        if groups or objects:
             self.catalog.record_entries(
                 cat.RecordEntriesRequest(
                     client=session.client,
@@ -182,11 +256,12 @@ class IngestCore:
                     fence=session.fence,
                     insert=groups,
                     objects=objects,
-                    bytes_received=counters["bytes"],
-                    files_full=counters["files"],
+                    bytes_received=reply.bytes,
+                    files_full=reply.files - reply.deltas,
+                    files_delta=reply.deltas,
                 )
             )
-        return ing.UploadContentReply(files=counters["files"], bytes=counters["bytes"])
+        return reply
 
     def finish_session(self, request: ing.FinishSessionRequest) -> ing.FinishSessionReply:
         session = Session.decode(request.session)
@@ -219,13 +294,25 @@ class IngestCore:
         check_client_name(request.client)
         return self.catalog.get_object_info(request)
 
-    def check_content(self, request: ing.SubmitEntriesRequest) -> ing.SubmitEntriesReply:
-        raise InvalidArgument("CheckContent is not implemented yet")
-
     def read_objects(self, request: bs.GetObjectsRequest) -> Iterator[bs.GetObjectsReply]:
         check_client_name(request.client)
         self.catalog.get_client(cat.ClientRequest(client=request.client))
         return self.blobstore.get_objects(request)
+
+
+_ACTIONS = {
+    Outcome.EXTEND: ing.ACTION_DONE,
+    Outcome.RECORD: ing.ACTION_DONE,
+    Outcome.CONTENT: ing.ACTION_SEND_CONTENT,
+    Outcome.CHECKSUM: ing.ACTION_SEND_CHECKSUM,
+    Outcome.DELTA: ing.ACTION_SEND_DELTA,
+}
+
+
+def _copy(entry: common.Entry) -> common.Entry:
+    copy = common.Entry()
+    copy.CopyFrom(entry)
+    return copy
 
 
 def _chain(

@@ -1,0 +1,9 @@
+# Tardis, embedded: `tardis` runs ingest, catalog and blobstore in its own process on a local
+# repository ($REPO/bench). Peak RSS therefore covers client and services together.
+source "$(dirname "${BASH_SOURCE[0]}")/_tardis.bash"
+URL="$REPO/$TARDIS_CLIENT"
+tool_config() { echo "no encryption (not in this release); compression zstd (default, files >= 4 KiB); whole-file objects, no chunking or deltas yet; embedded services, local repository"; }
+tool_init() { mkdir -p "$REPO"; }
+tool_backup() { tardis_backup "$URL" "$1"; }
+tool_restore() { tardis_restore "$URL" "$1" "$2"; }
+tool_restore_file() { tardis_restore_file "$URL" "$1" "$2" "$3"; }
