@@ -14,6 +14,7 @@ from tardis_common.settings import ClientSettings
 from .backup_run import BackupOptions, BackupRun
 from .connect import open_repository
 from .excludes import Selection, expand_path, global_patterns
+from .nocompress import NoCompress
 from .tool import run, settings_and_url, setup_logging
 from .upload import UploadOptions
 
@@ -36,9 +37,25 @@ def parser() -> argparse.ArgumentParser:
         const="zstd",
         default=S,
         dest="compress_data",
-        help="compress stored data: none, zlib, zstd, bzip, lzma (bare flag: zstd)",
+        help="compress stored data: none, zlib, zstd, bzip, lzma, lz4 (bare flag: zstd)",
     )
     p.add_argument("--compress-min", type=int, default=S, dest="compress_min", help="smallest file to compress")
+    p.add_argument(
+        "--nocompress-types",
+        default=S,
+        dest="nocompress_file",
+        metavar="FILE",
+        help="file of MIME types not to compress",
+    )
+    p.add_argument(
+        "--nocompress",
+        "-z",
+        action="append",
+        default=S,
+        dest="nocompress",
+        metavar="TYPE",
+        help="MIME type not to compress",
+    )
     add_selection_options(p)
     p.add_argument("--stats", action="store_true", default=S, help="print statistics when done")
     return p
@@ -168,7 +185,7 @@ def selection_of(settings: ClientSettings, args: argparse.Namespace) -> Selectio
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    setup_logging(getattr(args, "verbose", 0))
+    setup_logging(getattr(args, "verbosity", 0))
     return run("tardis", lambda: _backup(args), exceptions=getattr(args, "exceptions", False))
 
 
@@ -183,7 +200,11 @@ def _backup(args: argparse.Namespace) -> int:
         create=create,
         force=settings.force,
         name=getattr(args, "name", ""),
-        upload=UploadOptions(codec_named(settings.compress_data), settings.compress_min),
+        upload=UploadOptions(
+            codec_named(settings.compress_data),
+            settings.compress_min,
+            NoCompress(settings.nocompress, settings.nocompress_file),
+        ),
         exclude_dirs=exclude,
         cross_devices=settings.cross_device,
         selection=selection_of(settings, args),

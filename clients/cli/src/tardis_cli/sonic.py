@@ -29,7 +29,7 @@ def _time(ns: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    setup_logging(getattr(args, "verbose", 0))
+    setup_logging(getattr(args, "verbosity", 0))
     return run("sonic", lambda: _list(args), exceptions=getattr(args, "exceptions", False))
 
 

@@ -31,6 +31,7 @@ from tardis_common.cipher import Cipher
 from tardis_common.codecs import Codec, codec_named
 from tardis_common.objectformat import KIND_DELTA, ObjectEncoder
 
+from .nocompress import NoCompress
 from .walker import Item
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Upload:
 class UploadOptions:
     codec: Codec
     compress_min: int = 4096
+    no_compress: NoCompress = field(default_factory=NoCompress)
 
 
 @dataclass
@@ -116,8 +118,10 @@ class Uploader:
     def _next_token(self) -> int:
         return next(self._tokens)
 
-    def _codec_for(self, size: int) -> Codec:
-        return self.options.codec if size >= self.options.compress_min else codec_named("none")
+    def _codec_for(self, size: int, path: str = "") -> Codec:
+        if size < self.options.compress_min or (path and self.options.no_compress.skip(path)):
+            return codec_named("none")
+        return self.options.codec
 
     # -- one file ---------------------------------------------------------------------------
 
@@ -170,7 +174,7 @@ class Uploader:
                 return encoding, encoding.wrap(encoder.encode(spool, executor))  # type: ignore[arg-type]
             spool.close()
             source.seek(0)
-        encoder = ObjectEncoder(self.cipher, self._codec_for(entry.size))
+        encoder = ObjectEncoder(self.cipher, self._codec_for(entry.size, upload.item.path))
         encoding = _Encoding(encoder)
         return encoding, encoding.wrap(encoder.encode(source, executor))
 

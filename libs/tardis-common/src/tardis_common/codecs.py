@@ -9,6 +9,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import lz4.frame
 import zstandard
 
 from .errors import ConfigError, Corrupt
@@ -48,6 +49,7 @@ CODECS: tuple[Codec, ...] = (
     Codec("zstd", 2, _zstd_compress, _zstd_decompress),
     Codec("bzip", 3, lambda d: bz2.compress(d, 9), bz2.decompress),
     Codec("lzma", 4, lambda d: lzma.compress(d, preset=6), lzma.decompress),
+    Codec("lz4", 5, lz4.frame.compress, lz4.frame.decompress),
 )
 BY_NAME = {c.name: c for c in CODECS}
 BY_ID = {c.codec_id: c for c in CODECS}
