@@ -89,3 +89,23 @@ def test_sonic_list_shows_sets(repository: str, tmp_path: Path, capsys: pytest.C
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:2] == ["Id", "Name"]
     assert len(out) == 2 and out[1].split()[0] == "1" and "yes" in out[1]
+
+
+def test_names_tags_priority_report_and_log(
+    repository: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = make_tree(tmp_path / "src", files=30)
+    log = tmp_path / "tardis.log"
+    args = ["--repository", repository, "--create", "--name", "first", "-t", "keep", "--priority", "77"]
+    assert tardis(*args, "--report", "-l", str(log), "-v", str(source)) == 0
+    out = capsys.readouterr().out
+    assert "full" in out and str(source / "run.sh") in out
+    assert "starting backup set 1" in log.read_text()
+    (source / "run.sh").write_text("changed\n")
+    assert tardis("--repository", repository, "-t", "keep", str(source)) == 0  # moves the tag
+    listed = sets(repository, capsys)
+    assert listed[0]["name"] == "first" and listed[0]["priority"] == 77 and listed[0]["tags"] == []
+    assert listed[1]["tags"] == ["keep"]
+    restored = tmp_path / "bytag"
+    assert regenerate.main(["--repository", repository, "-o", str(restored), "-b", "keep", str(source)]) == 0
+    assert (restored / "src" / "run.sh").read_text() == "changed\n"

@@ -15,6 +15,7 @@ from .backup_run import BackupOptions, BackupRun
 from .connect import open_repository
 from .excludes import Selection, expand_path, global_patterns
 from .nocompress import NoCompress
+from .progress import Progress, human
 from .tool import run, settings_and_url, setup_logging
 from .upload import UploadOptions
 
@@ -57,7 +58,35 @@ def parser() -> argparse.ArgumentParser:
         help="MIME type not to compress",
     )
     add_selection_options(p)
+    p.add_argument(
+        "--compress-msgs",
+        "-Y",
+        nargs="?",
+        const="zlib",
+        default=S,
+        dest="compress_msgs",
+        help="compress metadata messages to the server: none or zlib (bare flag: zlib)",
+    )
     p.add_argument("--stats", action="store_true", default=S, help="print statistics when done")
+    p.add_argument(
+        "--report",
+        nargs="?",
+        const="all",
+        choices=["all", "dirs", "none"],
+        default=S,
+        help="list the files sent when done (dirs: per directory)",
+    )
+    p.add_argument("--progress", action="store_true", default=S, help="show progress on a terminal")
+    p.add_argument(
+        "--log",
+        "-l",
+        action="append",
+        default=S,
+        dest="log_files",
+        metavar="FILE",
+        help="log to FILE (:STDERR: and :STDOUT: allowed; repeatable)",
+    )
+    p.add_argument("--logtime", action="store_true", default=S, help="time-stamp log lines")
     return p
 
 
@@ -185,7 +214,7 @@ def selection_of(settings: ClientSettings, args: argparse.Namespace) -> Selectio
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    setup_logging(getattr(args, "verbosity", 0))
+    setup_logging(getattr(args, "verbosity", 0), getattr(args, "log_files", None), getattr(args, "logtime", False))
     return run("tardis", lambda: _backup(args), exceptions=getattr(args, "exceptions", False))
 
 
@@ -212,8 +241,15 @@ def _backup(args: argparse.Namespace) -> int:
         priority=getattr(args, "priority", 0),
         tags=list(getattr(args, "tags", [])),
     )
-    with open_repository(url, timeout=settings.timeout) as repo:
-        result = BackupRun(repo.ingest, repo.client, NullCipher(), options).run(roots)
+    compress = settings.compress_msgs not in ("none", "", "false")
+    options.report = settings.report != "none"
+    with open_repository(url, timeout=settings.timeout, compress_messages=compress) as repo:
+        backup_run = BackupRun(repo.ingest, repo.client, NullCipher(), options)
+        if getattr(args, "progress", False) and sys.stderr.isatty():
+            with Progress(backup_run.progress_line):
+                result = backup_run.run(roots)
+        else:
+            result = backup_run.run(roots)
     verb = "resumed and completed" if result.resumed else "completed"
     print(f"backup set {result.set.name} {verb} ({result.entries} entries, {result.files_sent} files sent)")
     if getattr(args, "stats", False) or settings.stats:
@@ -223,10 +259,28 @@ def _backup(args: argparse.Namespace) -> int:
             f"  file bytes {result.bytes_sent}  bytes on the wire {result.wire_bytes}",
             file=sys.stderr,
         )
+    if settings.report != "none":
+        print_report(result.report, by_dir=settings.report == "dirs")
     if result.skipped:
         print(f"tardis: {result.skipped} files or directories could not be read; see the log", file=sys.stderr)
         return 3
     return 0
+
+
+def print_report(sent: list[tuple[str, str, int]], *, by_dir: bool) -> None:
+    """The files sent by this run: one line each, or a count and size per directory."""
+    if by_dir:
+        totals: dict[str, list[int]] = {}
+        for path, _how, size in sent:
+            total = totals.setdefault(os.path.dirname(path), [0, 0])
+            total[0] += 1
+            total[1] += size
+        for directory in sorted(totals):
+            count, size = totals[directory]
+            print(f"{directory}: {count} files, {human(size)}")
+        return
+    for path, how, size in sorted(sent):
+        print(f"{how:<6} {human(size):>10}  {path}")
 
 
 if __name__ == "__main__":

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from tardis.v1 import blobstore_pb2 as bs
 from tardis.v1 import common_pb2 as common
@@ -23,12 +26,14 @@ from tardis_common.version import PROTOCOL_VERSION, __version__
 
 from .excludes import Selection
 from .hashing import hash_file
+from .progress import human
 from .upload import Upload, Uploader, UploadOptions, UploadStats
 from .walker import Group, Item, Walker
 
 log = logging.getLogger(__name__)
 
 BATCH_ENTRIES = 1000
+T = TypeVar("T")
 
 
 @dataclass
@@ -43,6 +48,7 @@ class BackupOptions:
     full: bool = False
     priority: int = 0
     tags: list[str] = field(default_factory=list)
+    report: bool = False  # keep the list of files sent, for --report
 
 
 @dataclass
@@ -58,6 +64,7 @@ class BackupResult:
     linked: int = 0
     wire_bytes: int = 0
     skipped: int = 0  # unreadable or vanished files and directories
+    report: list[tuple[str, str, int]] = field(default_factory=list)  # (path, full|delta|link, size)
 
 
 class _Batcher:
@@ -83,6 +90,47 @@ class _Batcher:
         if self.groups:
             self.run.submit(self.groups)
         self.groups, self.count = [], 0
+
+
+_END = object()
+
+
+def prefetched(source: Iterator[T], depth: int) -> Iterator[T]:
+    """``source`` produced on a thread of its own, up to ``depth`` items ahead of the consumer.
+
+    Encoding (reading, hashing, compressing) then overlaps with storing or sending.
+    """
+    slots: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in source:
+                while not stop.is_set():
+                    try:
+                        slots.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(_END)
+        except BaseException as exc:
+            slots.put(exc)
+
+    thread = threading.Thread(target=produce, name="encode-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
 
 
 class BackupRun:
@@ -169,7 +217,7 @@ class BackupRun:
         """Upload a batch's content on the sender thread, after the previous batch's."""
         self.wait()
         assert self.uploader is not None
-        requests = self.uploader.requests(uploads)
+        requests = prefetched(self.uploader.requests(uploads), depth=8)
 
         def send() -> None:
             self.ingest.upload_content(requests)
@@ -181,6 +229,13 @@ class BackupRun:
         if self.sending is not None:
             sending, self.sending = self.sending, None
             sending.result()
+
+    def progress_line(self, elapsed: float) -> str:
+        s = self.stats
+        return (
+            f"{self.entries} entries  {s.files} files sent ({s.deltas} deltas)  {human(s.bytes)}"
+            f"  {human(s.sent / elapsed)}/s on the wire  {int(elapsed)} s"
+        )
 
     def run(self, roots: list[str]) -> BackupResult:
         try:
@@ -211,8 +266,12 @@ class BackupRun:
             )
         )
         self.session = opened.session
+        log.info(
+            "%s backup set %d of client %s", "resuming" if opened.resumed else "starting", opened.set.id, self.client
+        )
         assert self.options.upload is not None
         self.uploader = Uploader(self.session, self.cipher, self.options.upload, self.workers, self.stats)
+        self.uploader.report = [] if self.options.report else None
         walker = Walker(
             self.cipher,
             exclude_dirs=self.options.exclude_dirs,
@@ -245,4 +304,5 @@ class BackupRun:
             linked=self.stats.linked,
             wire_bytes=self.stats.sent,
             skipped=len(self.stats.skipped) + walker.skipped,
+            report=self.uploader.report or [],
         )

@@ -46,14 +46,15 @@ def embedded(url: RepoURL) -> Repository:
     return Repository(url, IngestCore(catalog, blobstore), [catalog.close])
 
 
-def open_repository(url: RepoURL, *, timeout: float = 10.0) -> Repository:
+def open_repository(url: RepoURL, *, timeout: float = 10.0, compress_messages: bool = False) -> Repository:
+    """``compress_messages`` gzips the metadata calls over gRPC (CompressMsgs)."""
     if url.scheme == "file":
         return embedded(url)
     if url.scheme == "tardis":
         from tardis_ingest.client import IngestClient
 
         channel = open_channel(url.address, timeout=min(timeout, 10.0))
-        client = IngestClient(channel)
+        client = IngestClient(channel, compress=compress_messages)
         repo = Repository(url, client, [channel.close])
         try:
             client.hello(ing.HelloRequest(client_version=__version__, protocol_version=PROTOCOL_VERSION))

@@ -25,6 +25,9 @@ def resolve_set(ingest: Ingest, client: str, wanted: str | None, recent_name: st
     for s in sets:
         if s.name == wanted:
             return s
+    for s in sets:
+        if wanted in s.tags:
+            return s
     if wanted.isdigit():
         for s in sets:
             if s.id == int(wanted):

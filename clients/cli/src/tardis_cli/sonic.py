@@ -46,7 +46,9 @@ def _list(args: argparse.Namespace) -> int:
                 "priority": s.priority,
                 "start": _time(s.start_time_ns),
                 "end": _time(s.end_time_ns),
+                "tags": list(s.tags),
                 "files_full": s.files_full,
+                "files_delta": s.files_delta,
                 "bytes_received": s.bytes_received,
             }
             for s in sets

@@ -13,9 +13,25 @@ from tardis_common.settings import ClientSettings, load_client_settings
 from tardis_common.urls import RepoURL
 
 
-def setup_logging(verbosity: int) -> None:
+def setup_logging(verbosity: int, files: list[str] | None = None, with_time: bool = False) -> None:
+    """Log at WARNING, -v INFO, -vv DEBUG; to stderr, or to ``files`` (":STDERR:", ":STDOUT:", paths)."""
     level = logging.WARNING - 10 * min(verbosity, 2)
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    fmt = ("%(asctime)s " if with_time else "") + "%(levelname)s: %(message)s"
+    handlers: list[logging.Handler] = []
+    for name in files or []:
+        if name == ":STDERR:":
+            handlers.append(logging.StreamHandler(sys.stderr))
+        elif name == ":STDOUT:":
+            handlers.append(logging.StreamHandler(sys.stdout))
+        else:
+            handlers.append(logging.FileHandler(name, encoding="utf-8"))
+    if not handlers:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    root = logging.getLogger()
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(fmt))
+    root.handlers = handlers
+    root.setLevel(level)
 
 
 def run(prog: str, body: Callable[[], int], *, exceptions: bool = False) -> int:

@@ -75,6 +75,10 @@ class _Changed(Exception):
     """The file changed while it was read."""
 
 
+class _DeltaTooLarge(Exception):
+    """The delta is not enough smaller than the file to be worth storing."""
+
+
 def _restat(item: Item) -> os.stat_result:
     return os.lstat(item.path)
 
@@ -112,6 +116,7 @@ class Uploader:
         self.executor = executor
         self.stats = stats
         self.links: dict[tuple[int, int], common.ObjectInfo] = {}
+        self.report: list[tuple[str, str, int]] | None = None
         self._tokens = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -128,64 +133,67 @@ class Uploader:
     def _object_pieces(
         self, upload: Upload, source: io.BufferedReader, executor: Executor | None
     ) -> Iterator[ing.ContentPiece]:
-        """The pieces of one attempt at the file's object; the last is held back for the caller."""
+        """The pieces of one attempt at the file's object, then those of its signature."""
         entry = upload.item.entry
         token = self._next_token()
-        encoder, stream = self._encoder(upload, source, executor)
-        first = True
-        held: ing.ContentPiece | None = None
-        for data in stream:
-            if held is not None:
+        tee = rdiff.SignatureTee(entry.size) if entry.size >= rdiff.SIGNATURE_MIN_SIZE else None
+        try:
+            encoder, stream = self._encoder(upload, rdiff.TeeReader(source, tee), executor)
+            first = True
+            held: ing.ContentPiece | None = None
+            for data in stream:
+                if held is not None:
+                    yield held
+                held = ing.ContentPiece(token=token, data=data)
+                if first:
+                    held.dir.CopyFrom(upload.directory)
+                    held.entry.CopyFrom(entry)
+                    first = False
+            assert held is not None  # an object always has a header and a trailer
+            held.last = True
+            after = os.fstat(source.fileno())
+            if not _same_file(entry, after) or encoder.content_size != entry.size:
+                held.abort = True
                 yield held
-            held = ing.ContentPiece(token=token, data=data)
-            if first:
-                held.dir.CopyFrom(upload.directory)
-                held.entry.CopyFrom(entry)
-                first = False
-        assert held is not None  # an object always has a header and a trailer
-        held.last = True
-        after = os.fstat(source.fileno())
-        if not _same_file(entry, after) or encoder.content_size != entry.size:
-            held.abort = True
-            yield held
-            raise _Changed
-        held.info.CopyFrom(encoder.info(self.cipher, upload.basis, entry.size >= rdiff.SIGNATURE_MIN_SIZE))
+                raise _Changed
+            signature = tee.finish() if tee is not None else b""
+            tee = None
+        finally:
+            if tee is not None:
+                tee.abandon()
+        held.info.CopyFrom(encoder.info(self.cipher, upload.basis, bool(signature)))
         yield held
+        if signature:
+            yield from self._signature_pieces(signature, held.info)
 
     def _encoder(
-        self, upload: Upload, source: io.BufferedReader, executor: Executor | None
+        self, upload: Upload, source: rdiff.TeeReader, executor: Executor | None
     ) -> tuple[_Encoding, Iterator[bytes]]:
         entry = upload.item.entry
         if upload.basis and upload.basis_signature:
-            reader = rdiff.HashingReader(source, self.cipher.content_hasher())
+            source.hasher = self.cipher.content_hasher()
             spool = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 - closed by _Encoding
-            rdiff.delta(reader, io.BytesIO(upload.basis_signature), spool)
+            rdiff.delta(source, io.BytesIO(upload.basis_signature), spool)
             if spool.tell() * 100 < entry.size * rdiff.DELTA_THRESHOLD_PERCENT:
                 spool.seek(0)
                 encoder = ObjectEncoder(
                     self.cipher, self._codec_for(spool.tell() or 1), kind=KIND_DELTA, basis=upload.basis
                 )
-                encoding = _Encoding(
-                    encoder,
-                    content_id=reader.hasher.hexdigest().encode("ascii"),
-                    content_size=reader.count,
-                    spool=spool,
-                )
+                content_id = source.hasher.hexdigest().encode("ascii")
+                encoding = _Encoding(encoder, content_id=content_id, content_size=source.count, spool=spool)
                 return encoding, encoding.wrap(encoder.encode(spool, executor))  # type: ignore[arg-type]
             spool.close()
-            source.seek(0)
+            raise _DeltaTooLarge
         encoder = ObjectEncoder(self.cipher, self._codec_for(entry.size, upload.item.path))
         encoding = _Encoding(encoder)
-        return encoding, encoding.wrap(encoder.encode(source, executor))
+        return encoding, encoding.wrap(encoder.encode(source, executor))  # type: ignore[arg-type]
 
-    def _signature_pieces(self, path: str, size: int, info: common.ObjectInfo) -> Iterator[ing.ContentPiece]:
-        out = io.BytesIO()
-        with open(path, "rb") as source:
-            rdiff.signature(source, size, out)
-        out.seek(0)
+    def _signature_pieces(self, signature: bytes, info: common.ObjectInfo) -> Iterator[ing.ContentPiece]:
         token = self._next_token()
         encoder = ObjectEncoder(self.cipher, codec_named("none"))
-        pieces = [ing.ContentPiece(token=token, data=data, signature=True) for data in encoder.encode(out)]
+        pieces = [
+            ing.ContentPiece(token=token, data=data, signature=True) for data in encoder.encode(io.BytesIO(signature))
+        ]
         pieces[-1].last = True
         pieces[-1].info.object_id = info.object_id
         yield from pieces
@@ -201,6 +209,8 @@ class Uploader:
             piece.entry.CopyFrom(entry)
             piece.info.CopyFrom(self.links[key])
             self.stats.linked += 1
+            if self.report is not None:
+                self.report.append((path, "link", entry.size))
             yield piece
             return
         for attempt in range(ATTEMPTS):
@@ -218,21 +228,24 @@ class Uploader:
                 try:
                     info: common.ObjectInfo | None = None
                     for piece in self._object_pieces(upload, source, executor):
-                        if piece.last and not piece.abort:
+                        if piece.last and not piece.abort and not piece.signature:
                             info = piece.info
                         yield piece
                 except _Changed:
                     log.info("%s changed while being read (attempt %d)", path, attempt + 1)
+                    continue
+                except _DeltaTooLarge:
+                    upload.basis = b""  # the delta would not pay: send the whole file instead
                     continue
             assert info is not None
             with self._lock:
                 self.stats.files += 1
                 self.stats.bytes += info.size
                 self.stats.deltas += 1 if info.basis_id else 0
+                if self.report is not None:
+                    self.report.append((path, "delta" if info.basis_id else "full", info.size))
             if entry.nlink > 1:
                 self.links[key] = info
-            if info.has_signature:
-                yield from self._signature_pieces(path, entry.size, info)
             return
         self._skip(path, f"it kept changing while being read ({ATTEMPTS} attempts)")
 

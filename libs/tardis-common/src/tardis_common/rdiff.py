@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import threading
 from typing import IO, BinaryIO
 
 import pyrsync
@@ -42,8 +44,7 @@ class HashingReader(io.RawIOBase):
 def signature(source: BinaryIO, size: int, out: BinaryIO) -> None:
     """Write the BLAKE2 rdiff signature of ``source`` (``size`` bytes long) to ``out``."""
     magic, block_len, strong_len = pyrsync.get_signature_args(size, pyrsync.RS_BLAKE2_SIG_MAGIC)
-    reader = source if isinstance(source, io.RawIOBase) else HashingReader(source)
-    pyrsync.signature(reader, out, strong_len, magic, block_len)
+    pyrsync.signature(source, out, strong_len, magic, block_len)
 
 
 def delta(source: io.RawIOBase, sig: BinaryIO, out: IO[bytes]) -> None:
@@ -54,3 +55,70 @@ def delta(source: io.RawIOBase, sig: BinaryIO, out: IO[bytes]) -> None:
 def patch(basis: BinaryIO, delta_stream: BinaryIO, out: BinaryIO) -> None:
     """Apply ``delta_stream`` to the seekable ``basis``, writing the result to ``out``."""
     pyrsync.patch(basis, delta_stream, out)
+
+
+class SignatureTee:
+    """Computes the signature of bytes as they are read elsewhere, on a thread of its own.
+
+    The reader of a file writes every block it reads with ``write``; ``finish`` returns the
+    signature of exactly those bytes, so the signature always matches the stored content
+    even if the file changes afterwards.
+    """
+
+    def __init__(self, size: int) -> None:
+        read_fd, write_fd = os.pipe()
+        self._writer = os.fdopen(write_fd, "wb", buffering=0)
+        self._reader = os.fdopen(read_fd, "rb", buffering=1024 * 1024)
+        self._out = io.BytesIO()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(size,), name="signature", daemon=True)
+        self._thread.start()
+
+    def _run(self, size: int) -> None:
+        try:
+            signature(self._reader, size, self._out)
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._reader.close()
+
+    def write(self, data: bytes) -> None:
+        if data:
+            try:
+                self._writer.write(data)
+            except BrokenPipeError:
+                pass  # the signature thread failed; finish() reports it
+
+    def finish(self) -> bytes:
+        self._writer.close()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._out.getvalue()
+
+    def abandon(self) -> None:
+        self._writer.close()
+        self._thread.join()
+
+
+class TeeReader(io.RawIOBase):
+    """A readable wrapper copying what passes through to a SignatureTee (and a hasher)."""
+
+    def __init__(self, source: BinaryIO, tee: SignatureTee | None, hasher: Hasher | None = None) -> None:
+        self.source = source
+        self.tee = tee
+        self.hasher = hasher
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.source.read(len(buffer))
+        buffer[: len(data)] = data
+        if self.hasher is not None:
+            self.hasher.update(data)
+        if self.tee is not None:
+            self.tee.write(data)
+        self.count += len(data)
+        return len(data)

@@ -175,14 +175,17 @@ def translate(exc: grpc.RpcError) -> errors.TardisError:
 class RpcClient:
     """Base of the per-service gRPC clients: calls a stub method and translates errors."""
 
-    def __init__(self, channel: grpc.Channel, stub: Any, timeout: float | None = None) -> None:
+    def __init__(self, channel: grpc.Channel, stub: Any, timeout: float | None = None, compress: bool = False) -> None:
         self.channel = channel
         self._stub = stub
         self._timeout = timeout
+        # Metadata batches compress well; object data is compressed already, so only unary
+        # calls are compressed (the seed's CompressMsgs).
+        self._compression = grpc.Compression.Gzip if compress else None
 
     def _unary(self, name: str, request: Any) -> Any:
         try:
-            return getattr(self._stub, name)(request, timeout=self._timeout)
+            return getattr(self._stub, name)(request, timeout=self._timeout, compression=self._compression)
         except grpc.RpcError as exc:
             raise translate(exc) from None
 

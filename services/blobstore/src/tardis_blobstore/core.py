@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,7 +18,8 @@ from .storage import ObjectMeta, ObjectTree, check_object_id
 
 PIECE_SIZE = 1024 * 1024  # data per reply, and per piece of a large object
 MAX_PIECES_PER_REPLY = 1024  # bounds a reply made of many empty or missing objects
-MAX_OPEN_TOKENS = 256  # objects one put stream may have unfinished at once
+MAX_OPEN_TOKENS = 256
+FINISHERS = 4  # threads placing finished objects  # objects one put stream may have unfinished at once
 
 
 class BlobStoreCore:
@@ -24,9 +27,12 @@ class BlobStoreCore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._known_dirs: dict[str, set[Path]] = {}
+        self._finishers = ThreadPoolExecutor(max_workers=FINISHERS, thread_name_prefix="blob-place")
+        self._counting = threading.Lock()
 
     def tree(self, client: str) -> ObjectTree:
-        return ObjectTree(self.root, client)
+        return ObjectTree(self.root, client, self._known_dirs.setdefault(client, set()))
 
     # -- PutObjects ------------------------------------------------------------------------
 
@@ -34,6 +40,7 @@ class BlobStoreCore:
         reply = bs.PutObjectsReply()
         tree: ObjectTree | None = None
         open_objects: dict[int, BinaryIO] = {}
+        commits: list[Future[None]] = []
         try:
             for request in requests:
                 if tree is None:
@@ -41,14 +48,16 @@ class BlobStoreCore:
                 elif request.client and request.client != tree.client:
                     raise InvalidArgument(f"client changed within a put stream ({tree.client!r} to {request.client!r})")
                 for piece in request.pieces:
-                    self._put_piece(tree, open_objects, piece, reply)
+                    self._put_piece(tree, open_objects, piece, reply, commits)
             if open_objects:
                 token = next(iter(open_objects))
                 raise InvalidArgument(f"object stream ended inside object token {token}")
+            _wait_all(commits)
             if tree is not None and (reply.stored + reply.deduplicated > 0 or reply.bytes_written > 0):
                 tree.sync()
             return reply
         finally:
+            _wait_all(commits, raise_first=False)
             if tree is not None:
                 for temp in open_objects.values():
                     tree.abort(temp)
@@ -59,6 +68,7 @@ class BlobStoreCore:
         open_objects: dict[int, BinaryIO],
         piece: bs.PutPiece,
         reply: bs.PutObjectsReply,
+        commits: list[Future[None]],
     ) -> None:
         temp = open_objects.get(piece.token)
         if temp is None:
@@ -73,25 +83,34 @@ class BlobStoreCore:
         if piece.abort:
             tree.abort(temp)
             return
-        if piece.signature:
-            try:
-                tree.commit_signature(temp, piece.info.object_id)
-            except BaseException:
-                tree.abort(temp)
-                raise
-            reply.bytes_written += os.stat(tree.path(piece.info.object_id).with_suffix(".sig")).st_size
-            return
+        # Placing a finished object costs a few metadata operations (mkdir, link, .meta);
+        # they run on a small pool so a batch of small objects is not one long serial chain.
+        info = bs.PutPiece()
+        info.info.CopyFrom(piece.info)
+        info.signature = piece.signature
+        commits.append(self._finishers.submit(self._finish, tree, temp, info, reply))
+        while len(commits) > 4 * FINISHERS:  # a bounded window: wait for the oldest
+            commits.pop(0).result()
+
+    def _finish(self, tree: ObjectTree, temp: BinaryIO, piece: bs.PutPiece, reply: bs.PutObjectsReply) -> None:
         try:
+            if piece.signature:
+                tree.commit_signature(temp, piece.info.object_id)
+                size = os.stat(tree.path(piece.info.object_id).with_suffix(".sig")).st_size
+                with self._counting:
+                    reply.bytes_written += size
+                return
             meta = _meta(piece.info, stored_size=temp.tell())
             stored = tree.commit(temp, meta)
         except BaseException:
             tree.abort(temp)
             raise
-        if stored:
-            reply.stored += 1
-            reply.bytes_written += meta.stored_size
-        else:
-            reply.deduplicated += 1
+        with self._counting:
+            if stored:
+                reply.stored += 1
+                reply.bytes_written += meta.stored_size
+            else:
+                reply.deduplicated += 1
 
     # -- GetObjects ------------------------------------------------------------------------
 
@@ -143,6 +162,19 @@ class BlobStoreCore:
         if not tree.exists():
             return bs.DeleteObjectsReply(deleted=0)
         return bs.DeleteObjectsReply(deleted=sum(tree.delete(object_id) for object_id in request.object_ids))
+
+
+def _wait_all(futures: list[Future[None]], raise_first: bool = True) -> None:
+    """Wait for every future and empty the list; re-raise the first failure if asked."""
+    first: BaseException | None = None
+    for future in futures:
+        try:
+            future.result()
+        except BaseException as exc:
+            first = first or exc
+    futures.clear()
+    if first is not None and raise_first:
+        raise first
 
 
 def _meta(info: common.ObjectInfo, stored_size: int) -> ObjectMeta:

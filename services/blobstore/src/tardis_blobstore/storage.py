@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import itertools
 import json
 import logging
 import os
 import re
-import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from tardis_common.names import check_client_name
 log = logging.getLogger(__name__)
 
 META_FORMAT = 1
+_COUNTER = itertools.count()
 _OBJECT_ID = re.compile(rb"[0-9a-f]{16,128}")
 _FAN_DIR = re.compile(r"[0-9a-f]{2}")
 
@@ -88,10 +90,31 @@ _SYNCER = _Syncer()
 class ObjectTree:
     """The objects of one client under ``<root>/<client>/``."""
 
-    def __init__(self, root: Path, client: str) -> None:
+    def __init__(self, root: Path, client: str, known_dirs: set[Path] | None = None) -> None:
         self.client = check_client_name(client)
         self.dir = Path(root) / client
         self.tmp = self.dir / "tmp"
+        # Directories known to exist: creating ab/cd/ once, not once per object, matters
+        # when a batch holds thousands of small objects.
+        self._known = known_dirs if known_dirs is not None else set()
+
+    def _ensure_dir(self, path: Path) -> None:
+        if path not in self._known:
+            path.mkdir(parents=True, exist_ok=True)
+            self._known.add(path)
+
+    def _temp(self, suffix: str) -> tuple[int, str]:
+        """A new file in tmp/ named by process, thread and a counter (cheaper than mkstemp)."""
+        self._ensure_dir(self.tmp)
+        while True:
+            name = str(self.tmp / f"{os.getpid()}-{threading.get_ident()}-{next(_COUNTER)}{suffix}")
+            try:
+                return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640), name
+            except FileExistsError:
+                continue
+            except FileNotFoundError:  # tmp/ was removed behind our back
+                self._known.discard(self.tmp)
+                self._ensure_dir(self.tmp)
 
     def exists(self) -> bool:
         return self.dir.is_dir()
@@ -105,8 +128,7 @@ class ObjectTree:
 
     def begin(self) -> BinaryIO:
         """A new temporary file for incoming data; its ``name`` is its path."""
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.tmp, suffix=".part")
+        fd, name = self._temp(".part")
         return open(name, "wb", opener=lambda _path, _flags: fd)  # the caller closes it
 
     def abort(self, temp: BinaryIO) -> None:
@@ -122,10 +144,15 @@ class ObjectTree:
         """
         temp.close()
         final = self.path(meta.object_id.encode("ascii"))
-        final.parent.mkdir(parents=True, exist_ok=True)
-        stored = _place(Path(temp.name), final)
+        self._ensure_dir(final.parent)
+        try:
+            stored = _place(Path(temp.name), final)
+        except FileNotFoundError:  # the directory was removed behind our back
+            self._known.discard(final.parent)
+            self._ensure_dir(final.parent)
+            stored = _place(Path(temp.name), final)
         meta_path = final.with_name(final.name + ".meta")
-        if stored or not meta_path.exists():
+        if stored or self.read_meta(meta.object_id.encode("ascii")) is None:
             self._write_meta(meta_path, meta)
         return stored
 
@@ -133,19 +160,16 @@ class ObjectTree:
         """Move ``temp`` into place as the object's ``.sig`` (replacing an older one)."""
         temp.close()
         final = self.path(object_id)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self._ensure_dir(final.parent)
         os.replace(temp.name, final.with_name(final.name + ".sig"))
 
     def _write_meta(self, meta_path: Path, meta: ObjectMeta) -> None:
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.tmp, suffix=".meta")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(meta.to_json() + "\n")
-            os.replace(name, meta_path)
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
+        """Written in place (one create, not create + rename: it is on the hot path). A .meta
+        torn by a crash is not valid JSON; ``read_meta`` then reports it missing and the next
+        store of the object, or a rebuild from the object's own header, replaces it."""
+        fd = os.open(meta_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(meta.to_json() + "\n")
 
     def sync(self) -> None:
         """Make every file and directory written so far durable (one flush)."""
@@ -174,7 +198,7 @@ class ObjectTree:
         path = self.path(object_id)
         try:
             return json.loads(path.with_name(path.name + ".meta").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
-        except (FileNotFoundError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError, ValueError):  # ValueError: torn by a crash
             return None
 
     def delete(self, object_id: bytes) -> bool:

@@ -15,8 +15,8 @@ from tardis_common.rpc import RpcClient
 
 
 class IngestClient(RpcClient):
-    def __init__(self, channel: grpc.Channel, timeout: float | None = None) -> None:
-        super().__init__(channel, ingest_pb2_grpc.IngestServiceStub(channel), timeout)
+    def __init__(self, channel: grpc.Channel, timeout: float | None = None, compress: bool = False) -> None:
+        super().__init__(channel, ingest_pb2_grpc.IngestServiceStub(channel), timeout, compress)
 
     def hello(self, request: ing.HelloRequest) -> ing.HelloReply:
         return self._unary("Hello", request)  # type: ignore[no-any-return]

@@ -18,6 +18,7 @@ from tardis_common.serving import display_address, serve_until_signalled
 from tardis_common.settings import DaemonSettings, load_daemon_settings
 
 from .core import IngestCore
+from .decide import Policy
 from .grpc_service import handler
 
 
@@ -58,8 +59,18 @@ def main(argv: list[str] | None = None) -> int:
         if not os.path.isdir(base):
             print(f"tardisd: error: BaseDir {base} does not exist", file=sys.stderr)
             return 1
-        catalog = CatalogCore(base, allow_upgrades=settings.allow_schema_upgrades)
-        core = IngestCore(catalog, BlobStoreCore(base), allow_new_clients=settings.allow_new_hosts)
+        catalog = CatalogCore(
+            base,
+            allow_upgrades=settings.allow_schema_upgrades,
+            set_formats=settings.formats,
+            set_priorities=settings.priorities,
+        )
+        policy = Policy(
+            max_delta_chain=settings.max_delta_chain,
+            max_change_percent=settings.max_change_percent,
+            save_full=settings.save_full,
+        )
+        core = IngestCore(catalog, BlobStoreCore(base), allow_new_clients=settings.allow_new_hosts, policy=policy)
         address = listen_address(settings)
         server, port = make_server(address, [handler(core)])
     except (TardisError, RuntimeError) as exc:
