@@ -349,6 +349,19 @@ def test_automatic_names(cenv: Env) -> None:
     assert not cenv.api.list_sets(cat.ClientRequest(client="c")).sets[-1].completed
 
 
+def test_client_config_overrides_the_server_naming(cenv: Env) -> None:
+    moment = time.mktime((2024, 3, 5, 10, 0, 0, 0, 0, -1))
+    t_ns = int(moment) * 1_000_000_000
+    config = cat.ClientConfig(client="c", values={"Formats": "Nightly-%Y-%m-%d, Monthly-%Y-%m", "Priorities": "55, 40"})
+    assert dict(cenv.api.set_client_config(config).values) == dict(config.values)
+    first = complete(cenv, begin(cenv, "s1", client_time_ns=t_ns))
+    assert (first.name, first.priority) == (time.strftime("Nightly-%Y-%m-%d", time.localtime(moment)), 55)
+    cenv.api.set_client_config(cat.ClientConfig(client="c", values={"Formats": "", "Priorities": ""}))
+    assert dict(cenv.api.get_client_config(cat.ClientRequest(client="c")).values) == {}
+    second = complete(cenv, begin(cenv, "s2", client_time_ns=t_ns))
+    assert (second.name, second.priority) == (time.strftime("Monthly-%Y-%m", time.localtime(moment)), 40)
+
+
 def test_explicit_names(cenv: Env) -> None:
     b = begin(cenv, "s1", name="before-upgrade")
     assert complete(cenv, b).name == "before-upgrade"

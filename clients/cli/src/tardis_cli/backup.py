@@ -15,7 +15,7 @@ from .backup_run import BackupOptions, BackupRun
 from .connect import open_repository
 from .excludes import Selection, expand_path, global_patterns
 from .nocompress import NoCompress
-from .progress import Progress, human
+from .progress import Estimate, Progress, human
 from .tool import run, settings_and_url, setup_logging
 from .upload import UploadOptions
 
@@ -246,6 +246,7 @@ def _backup(args: argparse.Namespace) -> int:
     with open_repository(url, timeout=settings.timeout, compress_messages=compress) as repo:
         backup_run = BackupRun(repo.ingest, repo.client, NullCipher(), options)
         if getattr(args, "progress", False) and sys.stderr.isatty():
+            backup_run.estimate = Estimate(roots)
             with Progress(backup_run.progress_line):
                 result = backup_run.run(roots)
         else:

@@ -26,7 +26,7 @@ from tardis_common.version import PROTOCOL_VERSION, __version__
 
 from .excludes import Selection
 from .hashing import hash_file
-from .progress import human
+from .progress import Estimate, human, time_left
 from .upload import Upload, Uploader, UploadOptions, UploadStats
 from .walker import Group, Item, Walker
 
@@ -151,6 +151,7 @@ class BackupRun:
         self.sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="send")
         self.sending: Future[None] | None = None
         self.uploader: Uploader | None = None
+        self.estimate: Estimate | None = None  # set by --progress
 
     def _request(self, groups: list[tuple[common.DirPath, list[Item]]]) -> ing.SubmitEntriesRequest:
         request = ing.SubmitEntriesRequest(session=self.session, full=self.options.full)
@@ -232,9 +233,12 @@ class BackupRun:
 
     def progress_line(self, elapsed: float) -> str:
         s = self.stats
+        left = ""
+        if self.estimate is not None and self.estimate.done:
+            left = time_left(self.entries, self.estimate.entries, elapsed)
         return (
             f"{self.entries} entries  {s.files} files sent ({s.deltas} deltas)  {human(s.bytes)}"
-            f"  {human(s.sent / elapsed)}/s on the wire  {int(elapsed)} s"
+            f"  {human(s.sent / elapsed)}/s on the wire  {int(elapsed)} s{left}"
         )
 
     def run(self, roots: list[str]) -> BackupResult:

@@ -46,3 +46,9 @@ class CatalogClient(RpcClient):
 
     def get_object_info(self, request: cat.ObjectIdsRequest) -> cat.ObjectInfoReply:
         return self._unary("GetObjectInfo", request)  # type: ignore[no-any-return]
+
+    def get_client_config(self, request: cat.ClientRequest) -> cat.ClientConfig:
+        return self._unary("GetClientConfig", request)  # type: ignore[no-any-return]
+
+    def set_client_config(self, request: cat.ClientConfig) -> cat.ClientConfig:
+        return self._unary("SetClientConfig", request)  # type: ignore[no-any-return]

@@ -241,9 +241,8 @@ class CatalogCore:
                     sql = "SELECT 1 FROM sets WHERE name = ? AND set_id != ?"
                     return conn.execute(sql, (candidate, set_id)).fetchone() is not None
 
-                name, priority = naming.choose_name(
-                    client_time_ns or start_ns, is_used, self._formats, self._priorities
-                )
+                formats, priorities = self._naming(conn)
+                name, priority = naming.choose_name(client_time_ns or start_ns, is_used, formats, priorities)
             explicit_priority, pending = conn.execute(
                 "SELECT explicit_priority, pending_tags FROM sets WHERE set_id = ?", (set_id,)
             ).fetchone()
@@ -262,6 +261,37 @@ class CatalogCore:
                 )
             conn.execute("UPDATE lease SET holder = NULL, session = NULL, expires_ns = 0 WHERE id = 1")
             return self._get_set(conn, set_id)
+
+    def _naming(self, conn: sqlite3.Connection) -> tuple[list[str], list[int]]:
+        """The set-name formats and priorities: the client's own if it has them, else the server's."""
+        config = dict(conn.execute("SELECT key, value FROM config WHERE key IN ('Formats', 'Priorities')"))
+        formats = [f.strip() for f in config["Formats"].split(",") if f.strip()] if "Formats" in config else None
+        try:
+            priorities = [int(p) for p in config["Priorities"].split(",")] if "Priorities" in config else None
+        except ValueError:
+            priorities = None
+        if formats and priorities and len(formats) == len(priorities):
+            return formats, priorities
+        return self._formats, self._priorities
+
+    def get_client_config(self, request: cat.ClientRequest) -> cat.ClientConfig:
+        with self._db(request.client) as conn:
+            return cat.ClientConfig(client=request.client, values=dict(conn.execute("SELECT key, value FROM config")))
+
+    def set_client_config(self, request: cat.ClientConfig) -> cat.ClientConfig:
+        with self._db(request.client) as conn, db.write_tx(conn):
+            for key, value in request.values.items():
+                if not key:
+                    raise InvalidArgument("a client setting needs a name")
+                if value:
+                    conn.execute(
+                        "INSERT INTO config (key, value) VALUES (?, ?)"
+                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (key, value),
+                    )
+                else:
+                    conn.execute("DELETE FROM config WHERE key = ?", (key,))
+        return self.get_client_config(cat.ClientRequest(client=request.client))
 
     def list_sets(self, request: cat.ClientRequest) -> cat.ListSetsReply:
         with self._db(request.client) as conn:
