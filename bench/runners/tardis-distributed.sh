@@ -7,7 +7,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/_tardis.bash"
 DPID_FILE="$STATE/tardisd.pid"
 
-tool_config() { echo "no encryption (not in this release); compression zstd (default, files >= 4 KiB); whole-file objects, no chunking or deltas yet; tardisd on 127.0.0.1 (gRPC, plaintext)"; }
+tool_config() { echo "no encryption (not in this release); compression zstd (default, files >= 4 KiB); whole-file objects with rdiff deltas and dedup by hash, no chunking; tardisd on 127.0.0.1 (gRPC, plaintext)"; }
 
 url() { echo "tardis://$(cat "$STATE/tardisd.addr")/$TARDIS_CLIENT"; }
 
