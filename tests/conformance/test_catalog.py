@@ -556,3 +556,22 @@ def test_tardis_catalog_process(tmp_path: Path) -> None:
         check=False,
     )
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_history_of_a_path_and_of_a_subtree(cenv: Env) -> None:
+    """set_id 0 asks for every version: lstardis and tardiff read history this way."""
+    b1 = begin(cenv, "s1")
+    record(cenv, b1, group([], entry(b"d", DIR)), group([b"d"], entry(b"f", size=1, mtime=1)))
+    complete(cenv, b1)
+    b2 = begin(cenv, "s2")
+    record(cenv, b2, group([], entry(b"d", DIR)), group([b"d"], entry(b"f", size=2, mtime=2)))
+    complete(cenv, b2)
+    path = common.DirPath(components=[b"d", b"f"])
+    found = cenv.api.lookup_path(cat.LookupPathRequest(client="c", set_id=0, path=path))
+    assert found.found and [(v.first_set, v.last_set, v.size) for v in found.versions] == [(1, 1, 1), (2, 2, 2)]
+    assert found.entry.size == 2
+    history = [e for m in cenv.api.read_tree(cat.ReadTreeRequest(client="c", set_id=0)) for e in m.entries]
+    assert sorted((e.name, e.first_set) for e in history) == [(b"d", 1), (b"d", 2), (b"f", 1), (b"f", 2)]
+    nowhere = common.DirPath(components=[b"x"])
+    missing = cenv.api.lookup_path(cat.LookupPathRequest(client="c", set_id=0, path=nowhere))
+    assert not missing.found

@@ -514,8 +514,7 @@ class CatalogCore:
         set_id = request.set_id
         components = list(request.path.components)
         with self._db(request.client) as conn:
-            row = conn.execute("SELECT 1 FROM sets WHERE set_id = ?", (set_id,)).fetchone()
-            if row is None:
+            if set_id and conn.execute("SELECT 1 FROM sets WHERE set_id = ?", (set_id,)).fetchone() is None:
                 raise NotFound(f"backup set {set_id} does not exist")
             if not components:
                 root = common.Entry(
@@ -526,10 +525,19 @@ class CatalogCore:
                     first_set=set_id,
                     last_set=set_id,
                 )
-                return cat.LookupPathReply(found=True, entry=root)
+                return cat.LookupPathReply(found=True, entry=root, versions=[] if set_id else [root])
             parent = tree.find_dir(conn, components[:-1], {})
             if parent is None:
                 return cat.LookupPathReply(found=False)
+            if not set_id:
+                rows = conn.execute(
+                    ENTRY_SELECT + " WHERE e.dir_id = ? AND n.name = ? ORDER BY e.first_set, e.entry_id",
+                    (parent, components[-1]),
+                ).fetchall()
+                if not rows:
+                    return cat.LookupPathReply(found=False)
+                versions = [entry_from_row(r) for r in rows]
+                return cat.LookupPathReply(found=True, entry=versions[-1], versions=versions)
             found = conn.execute(
                 ENTRY_SELECT + " WHERE e.dir_id = ? AND n.name = ? AND e.first_set <= ? AND e.last_set >= ?"
                 " ORDER BY e.last_set DESC, e.entry_id DESC LIMIT 1",
@@ -547,7 +555,7 @@ class CatalogCore:
         reader = db.connect(path, read_only=True)
         try:
             reader.execute("BEGIN")
-            if reader.execute("SELECT 1 FROM sets WHERE set_id = ?", (set_id,)).fetchone() is None:
+            if set_id and reader.execute("SELECT 1 FROM sets WHERE set_id = ?", (set_id,)).fetchone() is None:
                 raise NotFound(f"backup set {set_id} does not exist")
         except BaseException:
             reader.close()
@@ -556,18 +564,24 @@ class CatalogCore:
 
     @staticmethod
     def _stream_tree(reader: sqlite3.Connection, set_id: int, dir_id: int) -> Iterator[common.StoredEntries]:
+        """Versions valid in ``set_id`` (or, for set 0, every version) under ``dir_id``."""
         try:
-            valid = " e.first_set <= ? AND e.last_set >= ? ORDER BY e.dir_id, e.entry_id"
+            if set_id:
+                condition = "e.first_set <= ? AND e.last_set >= ? ORDER BY e.dir_id, e.entry_id"
+                params: tuple[int, ...] = (set_id, set_id)
+            else:
+                condition = "1 ORDER BY e.dir_id, n.name, e.first_set"
+                params = ()
             if dir_id == 0:
-                cur = reader.execute(ENTRY_SELECT + " WHERE" + valid, (set_id, set_id))
+                cur = reader.execute(ENTRY_SELECT + " WHERE " + condition, params)
             else:
                 cur = reader.execute(
                     "WITH RECURSIVE sub(id) AS (VALUES (?) UNION ALL"
                     " SELECT d.dir_id FROM dirs d JOIN sub ON d.parent_id = sub.id)"
                     + ENTRY_SELECT
-                    + " WHERE e.dir_id IN (SELECT id FROM sub) AND"
-                    + valid,
-                    (dir_id, set_id, set_id),
+                    + " WHERE e.dir_id IN (SELECT id FROM sub) AND "
+                    + condition,
+                    (dir_id, *params),
                 )
             while rows := cur.fetchmany(TREE_BATCH):
                 yield common.StoredEntries(entries=[entry_from_row(r) for r in rows])
