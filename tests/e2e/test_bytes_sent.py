@@ -75,3 +75,25 @@ def test_copied_and_renamed_files_send_no_content(
     out = tmp_path / "out"
     assert regenerate.main(["--repository", repository, "-o", str(out), str(source)]) == 0
     assert_same_tree(source, out / "src")
+
+
+def test_full_sends_whole_copies_of_delta_stored_files(
+    repository: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    doc = source / "doc.bin"
+    doc.write_bytes(os.urandom(300_000))
+    run_stats(capsys, "--repository", repository, "--create", str(source))
+    with open(doc, "r+b") as f:
+        f.seek(1000)
+        f.write(b"edit")
+    edited = run_stats(capsys, "--repository", repository, str(source))
+    assert edited["deltas"] == 1
+    full = run_stats(capsys, "--repository", repository, "--full", str(source))
+    assert full["files sent"] == 1 and full["deltas"] == 0  # unchanged, but its object was a delta
+    again = run_stats(capsys, "--repository", repository, str(source))
+    assert again["files sent"] == 0
+    out = tmp_path / "out"
+    assert regenerate.main(["--repository", repository, "-o", str(out), str(source)]) == 0
+    assert (out / "src" / "doc.bin").read_bytes() == doc.read_bytes()

@@ -6,7 +6,6 @@ MD4 sums truncated to 8 bytes allow crafted collisions, CVE-2014-8242).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import threading
@@ -20,25 +19,6 @@ from .cipher import Hasher
 SIGNATURE_MIN_SIZE = 64 * 1024
 # A delta is used only when it is smaller than this share of the file (the seed's 66 %).
 DELTA_THRESHOLD_PERCENT = 66
-
-
-class HashingReader(io.RawIOBase):
-    """A readable wrapper that hashes and counts what passes through it."""
-
-    def __init__(self, source: BinaryIO, hasher: Hasher | None = None) -> None:
-        self.source = source
-        self.hasher: Hasher = hasher if hasher is not None else hashlib.sha256()
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self.source.read(len(buffer))
-        buffer[: len(data)] = data
-        self.hasher.update(data)
-        self.count += len(data)
-        return len(data)
 
 
 def signature(source: BinaryIO, size: int, out: BinaryIO) -> None:
