@@ -43,7 +43,7 @@ def embedded(url: RepoURL) -> Repository:
 
     catalog = CatalogCore(url.base_dir)
     blobstore = BlobStoreCore(url.base_dir)
-    return Repository(url, IngestCore(catalog, blobstore), [catalog.close])
+    return Repository(url, IngestCore(catalog, blobstore, allow_admin=True), [catalog.close])
 
 
 def open_repository(url: RepoURL, *, timeout: float = 10.0, compress_messages: bool = False) -> Repository:

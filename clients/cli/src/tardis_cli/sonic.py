@@ -1,4 +1,4 @@
-"""sonic: administration of a client's backups. This release: list."""
+"""sonic: administration of a client's backups. This release: list, getconfig, setconfig."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import json
 import sys
 import time
 
+from tardis.v1 import catalog_pb2 as cat
+
 from tardis_common.argparsing import add_common_options, make_parser
+from tardis_common.errors import InvalidArgument
 
 from .connect import open_repository
 from .sets import list_sets
@@ -20,7 +23,18 @@ def parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="list the backup sets")
     add_common_options(listing)
     listing.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    get = commands.add_parser("getconfig", help="show the client's own settings (overriding the server's)")
+    add_common_options(get)
+    get.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    get.add_argument("keys", nargs="*", default=argparse.SUPPRESS, help="settings to show (default: all)")
+    put = commands.add_parser("setconfig", help="set the client's own settings, e.g. Formats, Priorities")
+    add_common_options(put)
+    put.add_argument("assignments", nargs="+", metavar="KEY=VALUE", help="a setting; an empty value removes it")
     return p
+
+
+# Settings a client may hold for itself; they override the server's (the seed's per-client Config).
+CLIENT_SETTINGS = ("Formats", "Priorities", "KeepPeriods")
 
 
 def _time(ns: int) -> str:
@@ -30,7 +44,41 @@ def _time(ns: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     setup_logging(getattr(args, "verbosity", 0))
-    return run("sonic", lambda: _list(args), exceptions=getattr(args, "exceptions", False))
+    commands = {"list": _list, "getconfig": _getconfig, "setconfig": _setconfig}
+    return run("sonic", lambda: commands[args.command](args), exceptions=getattr(args, "exceptions", False))
+
+
+def _getconfig(args: argparse.Namespace) -> int:
+    settings, url = settings_and_url(args, drop=("command", "json", "keys"))
+    with open_repository(url, timeout=settings.timeout) as repo:
+        values = dict(repo.ingest.get_client_config(cat.ClientRequest(client=repo.client)).values)
+    wanted = getattr(args, "keys", None)
+    if wanted:
+        values = {k: values.get(k, "") for k in wanted}
+    if getattr(args, "json", False):
+        print(json.dumps(values, indent=2, sort_keys=True))
+    else:
+        for key in sorted(values):
+            print(f"{key} = {values[key]}")
+    return 0
+
+
+def _setconfig(args: argparse.Namespace) -> int:
+    changes: dict[str, str] = {}
+    for assignment in args.assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or key.strip() not in CLIENT_SETTINGS:
+            raise InvalidArgument(
+                f"bad setting {assignment!r}: use KEY=VALUE with KEY one of {', '.join(CLIENT_SETTINGS)}"
+            )
+        changes[key.strip()] = value.strip()
+    settings, url = settings_and_url(args, drop=("command", "assignments"))
+    with open_repository(url, timeout=settings.timeout) as repo:
+        config = cat.ClientConfig(client=repo.client, values=changes)
+        values = dict(repo.ingest.set_client_config(config).values)
+    for key in sorted(values):
+        print(f"{key} = {values[key]}")
+    return 0
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -291,7 +291,23 @@ class CatalogCore:
                     )
                 else:
                     conn.execute("DELETE FROM config WHERE key = ?", (key,))
+            self._check_naming(conn)
         return self.get_client_config(cat.ClientRequest(client=request.client))
+
+    @staticmethod
+    def _check_naming(conn: sqlite3.Connection) -> None:
+        """Formats, Priorities and KeepPeriods, where a client sets them, must agree in count."""
+        config = dict(conn.execute("SELECT key, value FROM config"))
+        counts = {}
+        for key in ("Formats", "Priorities", "KeepPeriods"):
+            if key in config:
+                items = [v.strip() for v in config[key].split(",") if v.strip()]
+                if key != "Formats" and not all(v.lstrip("-").isdigit() for v in items):
+                    raise InvalidArgument(f"{key} must be a comma-separated list of integers, not {config[key]!r}")
+                counts[key] = len(items)
+        if len(set(counts.values())) > 1:
+            shown = ", ".join(f"{k} has {n}" for k, n in counts.items())
+            raise InvalidArgument(f"client settings disagree in length: {shown}")
 
     def list_sets(self, request: cat.ClientRequest) -> cat.ListSetsReply:
         with self._db(request.client) as conn:

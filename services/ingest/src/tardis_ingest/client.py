@@ -50,3 +50,9 @@ class IngestClient(RpcClient):
 
     def read_objects(self, request: bs.GetObjectsRequest) -> Iterator[bs.GetObjectsReply]:
         return self._stream_out("ReadObjects", request)
+
+    def get_client_config(self, request: cat.ClientRequest) -> cat.ClientConfig:
+        return self._unary("GetClientConfig", request)  # type: ignore[no-any-return]
+
+    def set_client_config(self, request: cat.ClientConfig) -> cat.ClientConfig:
+        return self._unary("SetClientConfig", request)  # type: ignore[no-any-return]

@@ -43,12 +43,16 @@ class IngestCore:
         clock: Clock | None = None,
         allow_new_clients: bool = True,
         policy: Policy | None = None,
+        allow_admin: bool = False,
     ) -> None:
         self.catalog = catalog
         self.blobstore = blobstore
         self.clock = clock or SystemClock()
         self.allow_new_clients = allow_new_clients
         self.policy = policy or Policy()
+        # Admin calls (setconfig, later delete and unlock) need a credential; until logins
+        # exist they are allowed only where the caller owns the repository (embedded mode).
+        self.allow_admin = allow_admin
 
     # -- handshake -------------------------------------------------------------------------
 
@@ -293,6 +297,16 @@ class IngestCore:
     def get_object_info(self, request: cat.ObjectIdsRequest) -> cat.ObjectInfoReply:
         check_client_name(request.client)
         return self.catalog.get_object_info(request)
+
+    def get_client_config(self, request: cat.ClientRequest) -> cat.ClientConfig:
+        check_client_name(request.client)
+        return self.catalog.get_client_config(request)
+
+    def set_client_config(self, request: cat.ClientConfig) -> cat.ClientConfig:
+        check_client_name(request.client)
+        if not self.allow_admin:
+            raise PermissionDenied("changing a client's settings needs an admin credential on this server")
+        return self.catalog.set_client_config(request)
 
     def read_objects(self, request: bs.GetObjectsRequest) -> Iterator[bs.GetObjectsReply]:
         check_client_name(request.client)
