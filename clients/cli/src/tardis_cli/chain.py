@@ -20,7 +20,7 @@ from tardis_common import rdiff
 from tardis_common.cipher import Cipher
 from tardis_common.errors import Corrupt
 from tardis_common.interfaces import Ingest
-from tardis_common.objectformat import ObjectDecoder
+from tardis_common.objectformat import KIND_DELTA, KIND_FULL, ObjectDecoder
 
 COPY = 1024 * 1024
 MAX_CHAIN = 64
@@ -42,7 +42,7 @@ class ChainReader:
 
     def _decode(self, object_id: bytes, out: BinaryIO, verify: bool) -> None:
         """Write the decoded bytes of one stored object (a full file or a delta) to ``out``."""
-        decoder = ObjectDecoder(self.cipher, object_id if verify else None)
+        decoder = ObjectDecoder(self.cipher, object_id if verify else None, kind=KIND_FULL if verify else KIND_DELTA)
         request = bs.GetObjectsRequest(client=self.client, object_ids=[object_id])
         for reply in self.ingest.read_objects(request):
             for piece in reply.pieces:

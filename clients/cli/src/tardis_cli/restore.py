@@ -29,7 +29,7 @@ from tardis.v1 import common_pb2 as common
 from tardis_common.cipher import Cipher
 from tardis_common.errors import Corrupt, NotFound
 from tardis_common.interfaces import Ingest
-from tardis_common.objectformat import ObjectDecoder
+from tardis_common.objectformat import KIND_FULL, ObjectDecoder
 
 from . import platform
 from .chain import ChainReader
@@ -226,7 +226,7 @@ class Restorer:
                     raise Corrupt(f"object {piece.object_id.decode('ascii', 'replace')} is missing from the store")
                 if piece.object_id != current:
                     current = piece.object_id
-                    decoder = ObjectDecoder(self.cipher, current)
+                    decoder = ObjectDecoder(self.cipher, current, kind=KIND_FULL)
                     writer = platform.SparseWriter(self._open_output(wanted[current].paths[0][0]))
                 assert decoder is not None and writer is not None
                 for plain in decoder.feed(piece.data):

@@ -147,9 +147,12 @@ class ObjectDecoder:
     complete and, when ``expected_id`` is given, that its content hashes to that address.
     """
 
-    def __init__(self, cipher: Cipher, expected_id: bytes | None = None) -> None:
+    def __init__(self, cipher: Cipher, expected_id: bytes | None = None, kind: int | None = None) -> None:
         self.cipher = cipher
         self.expected_id = expected_id
+        self.expected_kind = kind
+        self._offset = 0  # file offset of the next chunk record
+        self._records: list[bytes] = []  # the index entries the chunks seen so far call for
         self._buffer = bytearray()
         self._header: Header | None = None
         self._header_bytes = b""
@@ -174,6 +177,10 @@ class ObjectDecoder:
             raise Corrupt(f"{self._name()}: unsupported object format version {version}")
         if cipher_id != self.cipher.cipher_id:
             raise Corrupt(f"{self._name()}: sealed with cipher {cipher_id}, expected {self.cipher.cipher_id}")
+        if kind not in (KIND_FULL, KIND_DELTA) or (self.expected_kind is not None and kind != self.expected_kind):
+            raise Corrupt(f"{self._name()}: unexpected object kind {kind}")
+        if chunk_size == 0:
+            raise Corrupt(f"{self._name()}: chunk size is zero")
         nonce_len = self._buffer[fixed]
         basis_at = fixed + 1 + nonce_len
         if len(self._buffer) < basis_at + 1:
@@ -187,6 +194,7 @@ class ObjectDecoder:
         self._header = Header(kind, codec_id, cipher_id, chunk_size, nonce, basis)
         self._header_bytes = bytes(self._buffer[:end])
         self._codec = codec_by_id(codec_id)
+        self._offset = end
         del self._buffer[:end]
         return True
 
@@ -213,8 +221,11 @@ class ObjectDecoder:
                 raise Corrupt(f"{self._name()}: chunk {index} does not decompress") from None
         elif plain[0] != 0:
             raise Corrupt(f"{self._name()}: chunk {index} has an unknown flag")
+        if len(body) > self._header.chunk_size:
+            raise Corrupt(f"{self._name()}: chunk {index} is larger than the object's chunk size")
         self._hasher.update(body)
         self.size += len(body)
+        self._records[-1] += _U32.pack(len(body))
         return body
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -239,6 +250,8 @@ class ObjectDecoder:
             if self._pending is not None:
                 out.append(self._open(self._pending, last=False))
             self._pending = bytes(self._buffer[4 : 4 + length])
+            self._records.append(struct.pack(">Q", self._offset))
+            self._offset += 4 + length
             del self._buffer[: 4 + length]
         return out
 
@@ -252,5 +265,10 @@ class ObjectDecoder:
             raise Corrupt(f"{self._name()}: object index does not match its chunks")
         if len(self._buffer) != _TRAILER.size + count * _INDEX_ENTRY.size:
             raise Corrupt(f"{self._name()}: object index has the wrong length")
+        if (
+            bytes(self._buffer[: count * _INDEX_ENTRY.size]) != b"".join(self._records)
+            or _index_offset != self._offset + 4
+        ):
+            raise Corrupt(f"{self._name()}: object index does not match its chunks")
         if self.expected_id is not None and self._hasher.hexdigest().encode("ascii") != self.expected_id:
             raise Corrupt(f"{self._name()}: content does not match its address")
