@@ -14,6 +14,8 @@ length) then the set names (or start dates). Deletions read ``    deleted  SET``
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import glob
 import json
 import os
 import stat
@@ -59,6 +61,7 @@ OWN_OPTIONS = (
     "maxdepth",
     "json",
     "color",
+    "glob",
 )
 
 
@@ -93,6 +96,7 @@ def parser() -> argparse.ArgumentParser:
         default="auto",
         help="colours from TARDIS_LS_COLORS (e.g. dir=34:file=0:link=36:set=32); auto: on a terminal",
     )
+    p.add_argument("--glob", "-g", action="store_true", help="PATHS are patterns (*, ?, [...]) matched in the backup")
     p.add_argument("--json", action="store_true", help="print JSON: one object per entry listed")
     return p
 
@@ -178,6 +182,18 @@ def make_node(path: str, name: str, entries: list[common.Entry], shown: list[com
     return node
 
 
+@dataclass
+class Row:
+    """One version line: its fields and set labels, or a deletion."""
+
+    fields: list[str]
+    labels: list[str]
+    deleted: bool = False
+
+
+NUMERIC = {"Inode", "Size", "Chain"}
+
+
 class Tree:
     """Every version of every entry below a directory, from one ReadTree stream."""
 
@@ -241,6 +257,29 @@ class Lister:
     def collect(self, path: str) -> list[tuple[Node, int]]:
         """The nodes to show for one path argument, each with its depth, in listing order."""
         components = components_of(path)
+        patterns: list[bytes] = []
+        if self.args.glob:
+            magic = next((i for i, c in enumerate(components) if glob.has_magic(c)), len(components))
+            components, patterns = components[:magic], components[magic:]
+        top = self._lookup(components)
+        limit = self._depth_limit()
+        if top.child_dir is None or (limit == 0 and not patterns):
+            return [(top, 0)]
+        tree = Tree(
+            self.ingest.read_tree(cat.ReadTreeRequest(client=self.client, set_id=0, dir_id=top.child_dir)),
+            self.cipher,
+        )
+        out: list[tuple[Node, int]] = []
+        starts = self._expand(tree, [top], patterns) if patterns else [top]
+        if not starts:
+            raise NotFound(f"nothing in any backup set matches {path}")
+        for start in starts:
+            out.append((start, 0))
+            if start.child_dir is not None and limit != 0:
+                self._walk(tree, start, 1, limit, out)
+        return out
+
+    def _lookup(self, components: list[bytes]) -> Node:
         shown_path = "/" + "/".join(os.fsdecode(c) for c in components)
         found = self.ingest.lookup_path(
             cat.LookupPathRequest(
@@ -251,22 +290,32 @@ class Lister:
         )
         if not found.found:
             raise NotFound(f"{shown_path} is not in any backup set")
-        if components:
-            top = make_node(shown_path, os.fsdecode(components[-1]), list(found.versions), self.shown)
-            if top is None:
-                raise NotFound(f"{shown_path} is not in any backup set shown")
-        else:
-            top = Node("/", "/", [Version(found.entry, [])], child_dir=0)
-        out: list[tuple[Node, int]] = [(top, 0)]
-        limit = self._depth_limit()
-        if top.child_dir is None or limit == 0:
-            return out
-        tree = Tree(
-            self.ingest.read_tree(cat.ReadTreeRequest(client=self.client, set_id=0, dir_id=top.child_dir)),
-            self.cipher,
-        )
-        self._walk(tree, top, 1, limit, out)
-        return out
+        if not components:
+            return Node("/", "/", [Version(found.entry, [])], child_dir=0)
+        top = make_node(shown_path, os.fsdecode(components[-1]), list(found.versions), self.shown)
+        if top is None:
+            raise NotFound(f"{shown_path} is not in any of the backup sets shown")
+        return top
+
+    def _expand(self, tree: Tree, parents: list[Node], patterns: list[bytes]) -> list[Node]:
+        """The nodes matching ``patterns`` one component at a time (a leading dot matches only a dot)."""
+        for depth, pattern in enumerate(patterns):
+            matched = []
+            for parent in parents:
+                if parent.child_dir is None:
+                    continue
+                names = tree.children.get(parent.child_dir, {})
+                base = parent.path.rstrip("/")
+                for raw in sorted(names):
+                    if raw.startswith(b".") and not pattern.startswith(b"."):
+                        continue
+                    if not fnmatch.fnmatchcase(raw, pattern):
+                        continue
+                    node = make_node(f"{base}/{os.fsdecode(raw)}", os.fsdecode(raw), names[raw], self.shown)
+                    if node is not None and (depth == len(patterns) - 1 or node.child_dir is not None):
+                        matched.append(node)
+            parents = matched
+        return parents
 
     def _depth_limit(self) -> int | None:
         if self.args.maxdepth is not None:
@@ -354,52 +403,50 @@ class Lister:
     def render(self, nodes: list[tuple[Node, int]]) -> list[str]:
         chains = self.chain_lengths(nodes)
         mode = self.args.versions
-        # (entry line) or (fields, set labels, kind) rows; fields are aligned over the listing.
-        rows: list[str | tuple[list[str], list[str], str]] = []
+        # Entry lines, and version rows whose fields are aligned over the whole listing.
+        rows: list[str | Row] = []
         for node, _depth in nodes:
             rows.append(self._entry_line(node))
             if mode == "none" or not node.versions[0].sets:
                 continue
             versions = node.versions[-1:] if mode == "last" else node.versions
-            events: list[tuple[int, tuple[list[str], list[str], str]]] = []
+            events: list[tuple[int, Row]] = []
             for v in versions:
                 labels = [self._set_label(s) for s in (v.sets if mode == "all" else v.sets[:1])]
-                events.append((v.sets[0].id, (self._fields(v.entry, chains), labels, "set")))
+                events.append((v.sets[0].id, Row(self._fields(v.entry, chains), labels)))
             if self.args.deletions and mode != "last":
                 for s in node.deletions:
-                    events.append((s.id, ([], [self._set_label(s)], "deleted")))
+                    events.append((s.id, Row([], [self._set_label(s)], deleted=True)))
             rows += [row for _id, row in sorted(events, key=lambda e: e[0])]
-        widths: list[int] = []
-        header = self._header() if self.args.headers else []
-        for row in [(header, [], "")] + [r for r in rows if isinstance(r, tuple)]:
-            for i, f in enumerate(row[0]):
-                if i >= len(widths):
-                    widths.append(0)
-                widths[i] = max(widths[i], len(f))
+        header = self._header()
+        widths = [len(h) if self.args.headers else 0 for h in header]
+        for row in rows:
+            if isinstance(row, Row):
+                for i, f in enumerate(row.fields):
+                    widths[i] = max(widths[i], len(f))
+        right = [h in NUMERIC for h in header]
         lines = []
         if self.args.headers:
-            lines.append(INDENT + "  ".join([h.ljust(w) for h, w in zip(header, widths)] + ["Sets"]))
+            cells = [h.rjust(w) if r else h.ljust(w) for h, w, r in zip(header, widths, right, strict=True)]
+            lines.append(INDENT + "  ".join([*cells, "Sets"]))
         for row in rows:
-            if isinstance(row, str):
+            if not isinstance(row, Row):
                 lines.append(row)
-                continue
-            fields, labels, kind = row
-            if kind == "deleted":
-                lines.append(INDENT + self._paint("deleted", "deleted") + "  " + self._paint("set", labels[0]))
-                continue
-            lead = "  ".join(f.rjust(w) if f.isdigit() else f.ljust(w) for f, w in zip(fields, widths))
-            lead = INDENT + (lead + "  " if fields else "")
-            lines += self._set_lines(lead, labels)
+            elif row.deleted:
+                lines.append(INDENT + self._paint("deleted", "deleted") + "  " + self._paint("set", row.labels[0]))
+            else:
+                cells = [f.rjust(w) if r else f.ljust(w) for f, w, r in zip(row.fields, widths, right, strict=True)]
+                lines += self._set_lines(INDENT + "".join(c + "  " for c in cells), row.labels)
         return lines
 
     def _set_lines(self, lead: str, labels: list[str]) -> list[str]:
         per_line = self.args.columns if self.args.columns and self.args.columns > 0 else len(labels) or 1
-        width = max((len(label) for label in labels), default=0)
+        width = max((len(self._set_label(s)) for s in self.shown), default=0)  # columns align everywhere
         lines = []
         for start in range(0, len(labels), per_line):
             chunk = labels[start : start + per_line]
-            cells = [self._paint("set", label.ljust(width) if len(chunk) > 1 else label) for label in chunk]
-            prefix = lead if start == 0 else " " * len(lead)
+            cells = [self._paint("set", label) + " " * (width - len(label)) for label in chunk]
+            prefix = lead if start == 0 else " " * (len(lead) + len(INDENT))  # a hanging indent
             lines.append((prefix + "  ".join(cells)).rstrip())
         return lines
 
