@@ -575,3 +575,21 @@ def test_history_of_a_path_and_of_a_subtree(cenv: Env) -> None:
     nowhere = common.DirPath(components=[b"x"])
     missing = cenv.api.lookup_path(cat.LookupPathRequest(client="c", set_id=0, path=nowhere))
     assert not missing.found
+
+
+def test_update_set(cenv: Env) -> None:
+    first = complete(cenv, begin(cenv, "s1"))
+    second = complete(cenv, begin(cenv, "s2"))
+    update = cenv.api.update_set
+    done = update(cat.UpdateSetRequest(client="c", set_id=first.id, name="renamed", set_priority=True, priority=7))
+    assert (done.name, done.priority) == ("renamed", 7)
+    with pytest.raises(AlreadyExists, match="renamed"):
+        update(cat.UpdateSetRequest(client="c", set_id=second.id, name="renamed"))
+    assert update(cat.UpdateSetRequest(client="c", set_id=first.id, add_tags=["t"])).tags == ["t"]
+    assert update(cat.UpdateSetRequest(client="c", set_id=second.id, add_tags=["t"])).tags == ["t"]  # moved
+    sets = cenv.api.list_sets(cat.ClientRequest(client="c")).sets
+    assert [list(s.tags) for s in sets] == [[], ["t"]]
+    assert update(cat.UpdateSetRequest(client="c", set_id=second.id, remove_tags=["t"])).tags == []
+    assert update(cat.UpdateSetRequest(client="c", set_id=first.id, set_locked=True, locked=True)).locked
+    with pytest.raises(NotFound):
+        update(cat.UpdateSetRequest(client="c", set_id=99, name="x"))

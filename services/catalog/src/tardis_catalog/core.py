@@ -42,6 +42,14 @@ TREE_BATCH = 1000
 ROOT_MODE = stat.S_IFDIR | 0o755
 
 
+def _tag(conn: sqlite3.Connection, tag: str, set_id: int) -> None:
+    """Give ``tag`` to ``set_id``; a tag names one set, so it moves from any other."""
+    conn.execute(
+        "INSERT INTO tags (tag, set_id) VALUES (?, ?) ON CONFLICT (tag) DO UPDATE SET set_id = excluded.set_id",
+        (tag, set_id),
+    )
+
+
 class _Slot:
     """One client's connection and the lock that serialises its use."""
 
@@ -254,11 +262,7 @@ class CatalogCore:
                 (name, priority, self._clock.now_ns(), request.client_end_time_ns, set_id),
             )
             for tag in json.loads(pending or "[]"):
-                conn.execute(
-                    "INSERT INTO tags (tag, set_id) VALUES (?, ?)"
-                    " ON CONFLICT (tag) DO UPDATE SET set_id = excluded.set_id",
-                    (tag, set_id),
-                )
+                _tag(conn, tag, set_id)
             conn.execute("UPDATE lease SET holder = NULL, session = NULL, expires_ns = 0 WHERE id = 1")
             return self._get_set(conn, set_id)
 
@@ -308,6 +312,29 @@ class CatalogCore:
         if len(set(counts.values())) > 1:
             shown = ", ".join(f"{k} has {n}" for k, n in counts.items())
             raise InvalidArgument(f"client settings disagree in length: {shown}")
+
+    def update_set(self, request: cat.UpdateSetRequest) -> common.BackupSet:
+        set_id = request.set_id
+        with self._db(request.client) as conn, db.write_tx(conn):
+            row = self._set_row(conn, request.client, set_id)
+            if request.name and request.name != row[3]:
+                if not row[1]:
+                    raise Conflict(f"backup set {set_id} is not complete; it cannot be renamed yet")
+                taken = conn.execute("SELECT set_id FROM sets WHERE name = ?", (request.name,)).fetchone()
+                if taken is not None:
+                    raise AlreadyExists(f"backup set name {request.name} is already used by set {taken[0]}")
+                conn.execute("UPDATE sets SET name = ?, explicit_name = 1 WHERE set_id = ?", (request.name, set_id))
+            if request.set_priority:
+                conn.execute("UPDATE sets SET priority = ? WHERE set_id = ?", (request.priority, set_id))
+            if request.set_locked:
+                conn.execute("UPDATE sets SET locked = ? WHERE set_id = ?", (int(request.locked), set_id))
+            for tag in request.remove_tags:
+                conn.execute("DELETE FROM tags WHERE tag = ? AND set_id = ?", (tag, set_id))
+            for tag in request.add_tags:
+                if not tag:
+                    raise InvalidArgument("a tag cannot be empty")
+                _tag(conn, tag, set_id)
+            return self._get_set(conn, set_id)
 
     def list_sets(self, request: cat.ClientRequest) -> cat.ListSetsReply:
         with self._db(request.client) as conn:

@@ -56,3 +56,6 @@ class IngestClient(RpcClient):
 
     def set_client_config(self, request: cat.ClientConfig) -> cat.ClientConfig:
         return self._unary("SetClientConfig", request)  # type: ignore[no-any-return]
+
+    def update_set(self, request: cat.UpdateSetRequest) -> common.BackupSet:
+        return self._unary("UpdateSet", request)  # type: ignore[no-any-return]

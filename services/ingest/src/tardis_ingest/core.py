@@ -308,6 +308,12 @@ class IngestCore:
             raise PermissionDenied("changing a client's settings needs an admin credential on this server")
         return self.catalog.set_client_config(request)
 
+    def update_set(self, request: cat.UpdateSetRequest) -> common.BackupSet:
+        check_client_name(request.client)
+        if request.set_locked and not request.locked and not self.allow_admin:
+            raise PermissionDenied("unlocking a backup set needs an admin credential on this server")
+        return self.catalog.update_set(request)
+
     def read_objects(self, request: bs.GetObjectsRequest) -> Iterator[bs.GetObjectsReply]:
         check_client_name(request.client)
         self.catalog.get_client(cat.ClientRequest(client=request.client))
