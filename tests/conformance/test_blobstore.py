@@ -375,3 +375,23 @@ def test_program_address_in_use(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "cannot listen" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_full_copy_replaces_a_stored_delta_of_the_same_content(env: Env) -> None:
+    """Full wins, in one stream (in stream order) and across streams; a delta never replaces a full."""
+    content = b"the content" * 100
+    basis = oid(b"the basis")
+    as_delta = bs.PutPiece(token=1, data=b"DELTA BYTES", last=True)
+    as_delta.info.CopyFrom(info(content, basis_id=basis))
+    as_full = bs.PutPiece(token=2, data=b"FULL BYTES", last=True)
+    as_full.info.CopyFrom(info(content))
+    one_stream = [bs.PutObjectsRequest(client=CLIENT, pieces=[as_delta, as_full])]
+    env.store.put_objects(iter(one_stream))
+    found, _ = get(env.store, oid(content))
+    assert found[oid(content)] == b"FULL BYTES"
+    text = oid(content).decode()
+    meta = json.loads((env.root / CLIENT / text[:2] / text[2:4] / f"{text}.meta").read_text())
+    assert meta["basis_id"] == ""
+    env.store.put_objects(iter([bs.PutObjectsRequest(client=CLIENT, pieces=[as_delta])]))
+    found, _ = get(env.store, oid(content))
+    assert found[oid(content)] == b"FULL BYTES"

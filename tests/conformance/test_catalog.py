@@ -593,3 +593,48 @@ def test_update_set(cenv: Env) -> None:
     assert update(cat.UpdateSetRequest(client="c", set_id=first.id, set_locked=True, locked=True)).locked
     with pytest.raises(NotFound):
         update(cat.UpdateSetRequest(client="c", set_id=99, name="x"))
+
+
+def test_expire_sets_keeps_what_is_still_needed(cenv: Env) -> None:
+    keep_a_day = {"Formats": "S-%Y%m%d%H%M%S", "Priorities": "1", "KeepPeriods": "1"}
+    cenv.api.set_client_config(cat.ClientConfig(client="c", values=keep_a_day))
+    b1 = begin(cenv, "s1", client_time_ns=cenv.clock.now_ns())
+    record(cenv, b1, group([], entry(b"f", object_id=b"o1")), objects=[obj(b"o1")])
+    complete(cenv, b1)
+    cenv.clock.advance(3600)
+    b2 = begin(cenv, "s2", client_time_ns=cenv.clock.now_ns())
+    record(cenv, b2, group([], entry(b"f", size=11, object_id=b"o2")), objects=[obj(b"o2", basis=b"o1")])
+    s2 = complete(cenv, b2)
+    cenv.api.update_set(cat.UpdateSetRequest(client="c", set_id=s2.id, set_locked=True, locked=True))
+    cenv.clock.advance(3600)
+    b3 = begin(cenv, "s3", client_time_ns=cenv.clock.now_ns())
+    record(cenv, b3, group([], entry(b"g", object_id=b"o3")), objects=[obj(b"o3")])
+    complete(cenv, b3)
+    cenv.clock.advance(3 * 86_400)
+    b4 = begin(cenv, "s4", client_time_ns=cenv.clock.now_ns())
+    expired = cenv.api.expire_sets(cat.ExpireSetsRequest(client="c", set_id=b4.set.id, fence=b4.fence))
+    # Set 1 goes; set 2 is locked; set 3 is the newest complete set; o1 stays as the basis of o2.
+    assert [s.id for s in expired.removed] == [1]
+    assert list(expired.orphans) == []
+    held = {
+        o.object_id
+        for o in cenv.api.get_object_info(cat.ObjectIdsRequest(client="c", object_ids=[b"o1", b"o2", b"o3"])).objects
+    }
+    assert held == {b"o1", b"o2", b"o3"}
+    cenv.api.update_set(cat.UpdateSetRequest(client="c", set_id=s2.id, set_locked=True, locked=False))
+    again = cenv.api.expire_sets(cat.ExpireSetsRequest(client="c", set_id=b4.set.id, fence=b4.fence))
+    assert [s.id for s in again.removed] == [2]
+    assert sorted(again.orphans) == [b"o1", b"o2"] and again.orphan_bytes == 30
+    with pytest.raises(Conflict):
+        cenv.api.expire_sets(cat.ExpireSetsRequest(client="c", set_id=b4.set.id, fence=b4.fence + 7))
+
+
+def test_a_full_copy_replaces_a_delta_row(cenv: Env) -> None:
+    b1 = begin(cenv, "s1")
+    record(cenv, b1, objects=[obj(b"base"), obj(b"x", basis=b"base")])
+    record(cenv, b1, objects=[obj(b"x")])  # the same content, now sent whole
+    found = cenv.api.get_object_info(cat.ObjectIdsRequest(client="c", object_ids=[b"x"])).objects[0]
+    assert (found.basis_id, found.chain_length) == (b"", 0)
+    record(cenv, b1, objects=[obj(b"x", basis=b"base")])  # a delta never replaces a full copy
+    found = cenv.api.get_object_info(cat.ObjectIdsRequest(client="c", object_ids=[b"x"])).objects[0]
+    assert (found.basis_id, found.chain_length) == (b"", 0)

@@ -260,6 +260,9 @@ def _backup(args: argparse.Namespace) -> int:
             f"  file bytes {result.bytes_sent}  bytes on the wire {result.wire_bytes}",
             file=sys.stderr,
         )
+    if result.purged:
+        names = ", ".join(result.purged)
+        print(f"retention removed {len(result.purged)} sets ({names}), freed {human(result.bytes_freed)}")
     if settings.report != "none":
         print_report(result.report, by_dir=settings.report == "dirs")
     if result.skipped:

@@ -7,7 +7,6 @@ import os
 import queue
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from tardis.v1 import common_pb2 as common
 from tardis.v1 import ingest_pb2 as ing
 
 from tardis_common.cipher import Cipher
+from tardis_common.clock import Clock, SystemClock
 from tardis_common.errors import InvalidArgument
 from tardis_common.faults import fault_point
 from tardis_common.interfaces import Ingest
@@ -49,6 +49,7 @@ class BackupOptions:
     priority: int = 0
     tags: list[str] = field(default_factory=list)
     report: bool = False  # keep the list of files sent, for --report
+    clock: Clock = field(default_factory=SystemClock)  # the client's clock: set names come from it
 
 
 @dataclass
@@ -64,6 +65,8 @@ class BackupResult:
     linked: int = 0
     wire_bytes: int = 0
     skipped: int = 0  # unreadable or vanished files and directories
+    purged: list[str] = field(default_factory=list)  # sets removed by retention
+    bytes_freed: int = 0
     report: list[tuple[str, str, int]] = field(default_factory=list)  # (path, full|delta|link, size)
 
 
@@ -264,7 +267,7 @@ class BackupRun:
                 protocol_version=PROTOCOL_VERSION,
                 force=self.options.force,
                 name=self.options.name,
-                client_time_ns=time.time_ns(),
+                client_time_ns=self.options.clock.now_ns(),
                 priority=self.options.priority,
                 tags=self.options.tags,
             )
@@ -294,7 +297,7 @@ class BackupRun:
         batcher.flush()
         self.wait()
         finished = self.ingest.finish_session(
-            ing.FinishSessionRequest(session=self.session, client_end_time_ns=time.time_ns())
+            ing.FinishSessionRequest(session=self.session, client_end_time_ns=self.options.clock.now_ns())
         )
         return BackupResult(
             set=finished.set,
@@ -309,4 +312,6 @@ class BackupRun:
             wire_bytes=self.stats.sent,
             skipped=len(self.stats.skipped) + walker.skipped,
             report=self.uploader.report or [],
+            purged=list(finished.purged),
+            bytes_freed=finished.bytes_freed,
         )

@@ -41,6 +41,7 @@ class BlobStoreCore:
         tree: ObjectTree | None = None
         open_objects: dict[int, BinaryIO] = {}
         commits: list[Future[None]] = []
+        by_id: dict[bytes, Future[None]] = {}  # per object id, its latest placing in this stream
         try:
             for request in requests:
                 if tree is None:
@@ -48,7 +49,7 @@ class BlobStoreCore:
                 elif request.client and request.client != tree.client:
                     raise InvalidArgument(f"client changed within a put stream ({tree.client!r} to {request.client!r})")
                 for piece in request.pieces:
-                    self._put_piece(tree, open_objects, piece, reply, commits)
+                    self._put_piece(tree, open_objects, piece, reply, commits, by_id)
             if open_objects:
                 token = next(iter(open_objects))
                 raise InvalidArgument(f"object stream ended inside object token {token}")
@@ -69,6 +70,7 @@ class BlobStoreCore:
         piece: bs.PutPiece,
         reply: bs.PutObjectsReply,
         commits: list[Future[None]],
+        by_id: dict[bytes, Future[None]],
     ) -> None:
         temp = open_objects.get(piece.token)
         if temp is None:
@@ -88,7 +90,13 @@ class BlobStoreCore:
         info = bs.PutPiece()
         info.info.CopyFrom(piece.info)
         info.signature = piece.signature
-        commits.append(self._finishers.submit(self._finish, tree, temp, info, reply))
+        earlier = by_id.get(piece.info.object_id) if not piece.signature else None
+        if earlier is not None:
+            earlier.result()  # the same object twice in one stream: place them in stream order
+        future = self._finishers.submit(self._finish, tree, temp, info, reply)
+        if not piece.signature:
+            by_id[piece.info.object_id] = future
+        commits.append(future)
         while len(commits) > 4 * FINISHERS:  # a bounded window: wait for the oldest
             commits.pop(0).result()
 

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -140,19 +141,26 @@ class ObjectTree:
         """Move ``temp`` into place as ``meta.object_id`` and write its .meta.
 
         Returns True when stored, False when the object already existed (``temp`` is then
-        discarded). Not durable until ``sync()``.
+        discarded). A full object replaces a stored delta of the same content (full wins:
+        it needs no basis; the catalog applies the same rule). Not durable until ``sync()``.
         """
         temp.close()
         final = self.path(meta.object_id.encode("ascii"))
+        meta_path = final.with_name(final.name + ".meta")
         self._ensure_dir(final.parent)
         try:
-            stored = _place(Path(temp.name), final)
+            stored = _link(Path(temp.name), final)
         except FileNotFoundError:  # the directory was removed behind our back
             self._known.discard(final.parent)
             self._ensure_dir(final.parent)
-            stored = _place(Path(temp.name), final)
-        meta_path = final.with_name(final.name + ".meta")
-        if stored or self.read_meta(meta.object_id.encode("ascii")) is None:
+            stored = _link(Path(temp.name), final)
+        existing = None if stored else self.read_meta(meta.object_id.encode("ascii"))
+        if not stored and not meta.basis_id and existing is not None and existing.get("basis_id"):
+            os.replace(temp.name, final)
+            self._write_meta(meta_path, meta)
+            return True
+        Path(temp.name).unlink(missing_ok=True)
+        if stored or existing is None:
             self._write_meta(meta_path, meta)
         return stored
 
@@ -228,22 +236,19 @@ class ObjectTree:
                         yield name
 
 
-def _place(temp: Path, final: Path) -> bool:
-    """Rename ``temp`` to ``final`` unless ``final`` exists; True if it was placed.
+def _link(temp: Path, final: Path) -> bool:
+    """Give ``temp``'s file the name ``final`` unless ``final`` exists; True if it was placed.
 
-    A hard link refuses to replace an existing name, so two streams storing the same object
-    at once count it once; filesystems without hard links fall back to a checked rename.
+    ``temp`` keeps its name either way (the caller removes it). A hard link refuses to
+    replace an existing name, so two streams storing the same object at once store it once;
+    filesystems without hard links fall back to a copy under a checked name.
     """
     try:
         os.link(temp, final)
     except FileExistsError:
-        temp.unlink()
         return False
     except OSError:
         if final.exists():
-            temp.unlink()
             return False
-        os.replace(temp, final)
-        return True
-    temp.unlink()
+        shutil.copyfile(temp, final)
     return True

@@ -55,3 +55,6 @@ class CatalogClient(RpcClient):
 
     def update_set(self, request: cat.UpdateSetRequest) -> common.BackupSet:
         return self._unary("UpdateSet", request)  # type: ignore[no-any-return]
+
+    def expire_sets(self, request: cat.ExpireSetsRequest) -> cat.ExpireSetsReply:
+        return self._unary("ExpireSets", request)  # type: ignore[no-any-return]

@@ -40,6 +40,7 @@ from .rows import (
 
 TREE_BATCH = 1000
 ROOT_MODE = stat.S_IFDIR | 0o755
+DAY_NS = 86_400 * 1_000_000_000
 
 
 def _tag(conn: sqlite3.Connection, tag: str, set_id: int) -> None:
@@ -72,6 +73,7 @@ class CatalogCore:
         lease_seconds: float = 30.0,
         set_formats: Sequence[str] = naming.DEFAULT_FORMATS,
         set_priorities: Sequence[int] = naming.DEFAULT_PRIORITIES,
+        set_keep_days: Sequence[int] = naming.DEFAULT_KEEP_DAYS,
     ) -> None:
         self._root = Path(root)
         self._clock: Clock = clock if clock is not None else SystemClock()
@@ -80,6 +82,7 @@ class CatalogCore:
         self._lease_ns = int(lease_seconds * 1_000_000_000)
         self._formats = list(set_formats)
         self._priorities = list(set_priorities)
+        self._keep_days = list(set_keep_days)
         self._lock = threading.Lock()
         self._slots: dict[str, _Slot] = {}
 
@@ -243,14 +246,16 @@ class CatalogCore:
         with self._db(client) as conn, db.write_tx(conn, full_sync=True):
             row = self._check_write(conn, client, set_id, request.fence)
             _, _, explicit, name, priority, client_time_ns, start_ns = row
+            keep_days = 0  # explicitly named sets are kept until deleted
             if not explicit:
 
                 def is_used(candidate: str) -> bool:
                     sql = "SELECT 1 FROM sets WHERE name = ? AND set_id != ?"
                     return conn.execute(sql, (candidate, set_id)).fetchone() is not None
 
-                formats, priorities = self._naming(conn)
-                name, priority = naming.choose_name(client_time_ns or start_ns, is_used, formats, priorities)
+                formats, priorities, keeps = self._naming(conn)
+                name, priority, index = naming.choose_name(client_time_ns or start_ns, is_used, formats, priorities)
+                keep_days = keeps[index] if 0 <= index < len(keeps) else 0
             explicit_priority, pending = conn.execute(
                 "SELECT explicit_priority, pending_tags FROM sets WHERE set_id = ?", (set_id,)
             ).fetchone()
@@ -258,25 +263,34 @@ class CatalogCore:
                 priority = explicit_priority
             conn.execute(
                 "UPDATE sets SET name = ?, priority = ?, completed = 1, end_ns = ?, client_end_ns = ?,"
-                " pending_tags = '' WHERE set_id = ?",
-                (name, priority, self._clock.now_ns(), request.client_end_time_ns, set_id),
+                " pending_tags = '', keep_days = ? WHERE set_id = ?",
+                (name, priority, self._clock.now_ns(), request.client_end_time_ns, keep_days, set_id),
             )
             for tag in json.loads(pending or "[]"):
                 _tag(conn, tag, set_id)
             conn.execute("UPDATE lease SET holder = NULL, session = NULL, expires_ns = 0 WHERE id = 1")
             return self._get_set(conn, set_id)
 
-    def _naming(self, conn: sqlite3.Connection) -> tuple[list[str], list[int]]:
-        """The set-name formats and priorities: the client's own if it has them, else the server's."""
-        config = dict(conn.execute("SELECT key, value FROM config WHERE key IN ('Formats', 'Priorities')"))
-        formats = [f.strip() for f in config["Formats"].split(",") if f.strip()] if "Formats" in config else None
-        try:
-            priorities = [int(p) for p in config["Priorities"].split(",")] if "Priorities" in config else None
-        except ValueError:
-            priorities = None
-        if formats and priorities and len(formats) == len(priorities):
-            return formats, priorities
-        return self._formats, self._priorities
+    def _naming(self, conn: sqlite3.Connection) -> tuple[list[str], list[int], list[int]]:
+        """Set-name formats, priorities and keep periods: the client's own if set, else the server's."""
+        config = dict(
+            conn.execute("SELECT key, value FROM config WHERE key IN ('Formats', 'Priorities', 'KeepPeriods')")
+        )
+
+        def numbers(key: str, default: list[int]) -> list[int]:
+            try:
+                return [int(v) for v in config[key].split(",")] if key in config else default
+            except ValueError:
+                return default
+
+        formats = [f.strip() for f in config.get("Formats", "").split(",") if f.strip()] or self._formats
+        priorities = numbers("Priorities", self._priorities)
+        keeps = numbers("KeepPeriods", self._keep_days)
+        if len(formats) != len(priorities):
+            formats, priorities = self._formats, self._priorities
+        if len(keeps) != len(formats):
+            keeps = [0] * len(formats)
+        return formats, priorities, keeps
 
     def get_client_config(self, request: cat.ClientRequest) -> cat.ClientConfig:
         with self._db(request.client) as conn:
@@ -312,6 +326,45 @@ class CatalogCore:
         if len(set(counts.values())) > 1:
             shown = ", ".join(f"{k} has {n}" for k, n in counts.items())
             raise InvalidArgument(f"client settings disagree in length: {shown}")
+
+    def expire_sets(self, request: cat.ExpireSetsRequest) -> cat.ExpireSetsReply:
+        client, set_id = request.client, request.set_id
+        reply = cat.ExpireSetsReply()
+        with self._db(client) as conn, db.write_tx(conn):
+            self._check_write(conn, client, set_id, request.fence)
+            newest = conn.execute("SELECT MAX(set_id) FROM sets WHERE completed = 1").fetchone()[0] or 0
+            expired = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT set_id FROM sets WHERE completed = 1 AND locked = 0 AND keep_days > 0"
+                    " AND set_id NOT IN (?, ?) AND end_ns + keep_days * ? < ? ORDER BY set_id",
+                    (newest, set_id, DAY_NS, self._clock.now_ns()),
+                )
+            ]
+            if not expired:
+                return reply
+            reply.removed.extend(self._get_set(conn, s) for s in expired)
+            limit = tree.max_params(conn)
+            for part in chunks(expired, limit):
+                conn.execute(f"DELETE FROM sets WHERE set_id IN ({marks(len(part))})", part)
+                conn.execute(f"DELETE FROM tags WHERE set_id IN ({marks(len(part))})", part)
+            # Versions that no remaining set lies within are gone with their sets.
+            conn.execute(
+                "DELETE FROM entries WHERE NOT EXISTS"
+                " (SELECT 1 FROM sets s WHERE s.set_id BETWEEN entries.first_set AND entries.last_set)"
+            )
+            orphans = conn.execute(
+                "WITH RECURSIVE needed(id) AS ("
+                " SELECT DISTINCT object_id FROM entries WHERE object_id IS NOT NULL"
+                " UNION SELECT o.basis_id FROM objects o JOIN needed n ON o.object_id = n.id"
+                " WHERE o.basis_id IS NOT NULL)"
+                " SELECT object_id, address, stored_size FROM objects WHERE object_id NOT IN (SELECT id FROM needed)"
+            ).fetchall()
+            for part in chunks([o[0] for o in orphans], limit):
+                conn.execute(f"DELETE FROM objects WHERE object_id IN ({marks(len(part))})", part)
+            reply.orphans.extend(bytes(o[1]) for o in orphans)
+            reply.orphan_bytes = sum(to_i64(o[2]) for o in orphans)
+        return reply
 
     def update_set(self, request: cat.UpdateSetRequest) -> common.BackupSet:
         set_id = request.set_id
@@ -474,6 +527,14 @@ class CatalogCore:
                 "UPDATE objects SET basis_id = ?, chain_length = ? WHERE address = ?",
                 (basis[0], basis[1] + 1, obj.object_id),
             )
+        # A full copy of content held as a delta replaces it (the blobstore does the same).
+        for obj in objects:
+            if not obj.basis_id:
+                conn.execute(
+                    "UPDATE objects SET basis_id = NULL, chain_length = 0, stored_size = ?, compression = ?"
+                    " WHERE address = ? AND basis_id IS NOT NULL",
+                    (to_i64(obj.stored_size), obj.compression, obj.object_id),
+                )
 
     @staticmethod
     def _insert_group(

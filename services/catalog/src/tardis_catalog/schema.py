@@ -95,6 +95,7 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE sets ADD COLUMN pending_tags TEXT NOT NULL DEFAULT ''")
     conn.execute("CREATE TABLE tags (tag TEXT PRIMARY KEY, set_id INTEGER NOT NULL)")
     conn.execute("CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute("ALTER TABLE sets ADD COLUMN keep_days INTEGER NOT NULL DEFAULT 0")
 
 
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}

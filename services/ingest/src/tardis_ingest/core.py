@@ -268,7 +268,17 @@ class IngestCore:
         return reply
 
     def finish_session(self, request: ing.FinishSessionRequest) -> ing.FinishSessionReply:
+        """Apply retention while still holding the lease, then mark the set complete.
+
+        The catalog forgets expired sets' orphaned objects first; only then are they deleted
+        from the blobstore, so no later session can be told an object exists that is gone.
+        """
         session = Session.decode(request.session)
+        expired = self.catalog.expire_sets(
+            cat.ExpireSetsRequest(client=session.client, set_id=session.set_id, fence=session.fence)
+        )
+        if expired.orphans:
+            self.blobstore.delete_objects(bs.DeleteObjectsRequest(client=session.client, object_ids=expired.orphans))
         done = self.catalog.complete_set(
             cat.CompleteSetRequest(
                 client=session.client,
@@ -278,7 +288,14 @@ class IngestCore:
             )
         )
         log.info("client %s: completed set %d as %s", session.client, done.id, done.name)
-        return ing.FinishSessionReply(set=done)
+        if expired.removed:
+            log.info("client %s: retention removed %s", session.client, ", ".join(s.name for s in expired.removed))
+        return ing.FinishSessionReply(
+            set=done,
+            purged=[s.name for s in expired.removed],
+            objects_removed=len(expired.orphans),
+            bytes_freed=expired.orphan_bytes,
+        )
 
     # -- read side -------------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             allow_upgrades=settings.allow_schema_upgrades,
             set_formats=settings.formats,
             set_priorities=settings.priorities,
+            set_keep_days=settings.keep_periods,
         )
         policy = Policy(
             max_delta_chain=settings.max_delta_chain,
