@@ -638,3 +638,32 @@ def test_a_full_copy_replaces_a_delta_row(cenv: Env) -> None:
     record(cenv, b1, objects=[obj(b"x", basis=b"base")])  # a delta never replaces a full copy
     found = cenv.api.get_object_info(cat.ObjectIdsRequest(client="c", object_ids=[b"x"])).objects[0]
     assert (found.basis_id, found.chain_length) == (b"", 0)
+
+
+def test_remove_sets_by_id_and_by_purge(cenv: Env) -> None:
+    sets = []
+    for n in range(4):
+        b = begin(cenv, f"s{n}", name=f"set{n}")
+        record(
+            cenv, b, group([], entry(b"f", size=10 + n, object_id=f"o{n}".encode())), objects=[obj(f"o{n}".encode())]
+        )
+        sets.append(complete(cenv, b))
+        cenv.clock.advance(3600)
+    cenv.api.update_set(cat.UpdateSetRequest(client="c", set_id=sets[1].id, set_locked=True, locked=True))
+    with pytest.raises(Conflict, match="locked"):
+        cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[sets[1].id]))
+    gone = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[sets[0].id]))
+    assert [s.name for s in gone.removed] == ["set0"] and list(gone.orphans) == [b"o0"]
+    # Purge everything before now: set1 is locked, set3 is the newest complete set.
+    purged = cenv.api.remove_sets(
+        cat.RemoveSetsRequest(client="c", purge=True, max_priority=100, before_ns=cenv.clock.now_ns())
+    )
+    assert [s.name for s in purged.removed] == ["set2"] and list(purged.orphans) == [b"o2"]
+    left = [s.name for s in cenv.api.list_sets(cat.ClientRequest(client="c")).sets]
+    assert left == ["set1", "set3"]
+    running = begin(cenv, "s9")
+    with pytest.raises(Conflict, match="being backed up"):
+        cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", purge=True, incomplete=True))
+    cenv.clock.advance(3600)  # the lease of the dead run expires
+    abandoned = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", purge=True, incomplete=True))
+    assert [s.id for s in abandoned.removed] == [running.set.id]

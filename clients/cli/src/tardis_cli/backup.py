@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
+
+from tardis.v1 import catalog_pb2 as cat
 
 from tardis_common.argparsing import add_common_options, make_parser
 from tardis_common.cipher import NullCipher
@@ -13,9 +16,11 @@ from tardis_common.settings import ClientSettings
 
 from .backup_run import BackupOptions, BackupRun
 from .connect import open_repository
+from .dates import date_arg
 from .excludes import Selection, expand_path, global_patterns
 from .nocompress import NoCompress
 from .progress import Estimate, Progress, human
+from .sonic_purge import cutoff_ns
 from .tool import run, settings_and_url, setup_logging
 from .upload import UploadOptions
 
@@ -30,6 +35,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", default=S, help="take over a backup another run still holds")
     p.add_argument("--full", action="store_true", default=S, help="send full copies, no deltas")
     p.add_argument("--priority", type=int, default=S, help="priority of the new set (default: from its name)")
+    g = p.add_argument_group("purge (after the backup)")
+    g.add_argument("--purge", action="store_true", default=S, help="purge old sets after the backup")
+    g.add_argument("--purge-priority", type=int, default=0, metavar="N", help="purge sets of priority N or lower")
+    keep = g.add_mutually_exclusive_group()
+    keep.add_argument("--keep-days", type=float, metavar="DAYS", help="with --purge: keep sets newer than DAYS")
+    keep.add_argument("--keep-hours", type=float, metavar="HOURS", help="with --purge: keep sets newer than HOURS")
+    keep.add_argument(
+        "--keep-time", type=date_arg, dest="before", metavar="DATE", help="with --purge: keep sets after DATE"
+    )
     p.add_argument("--tag", "-t", action="append", default=S, dest="tags", metavar="TAG", help="tag the new set")
     p.add_argument(
         "--compress-data",
@@ -260,9 +274,20 @@ def _backup(args: argparse.Namespace) -> int:
             f"  file bytes {result.bytes_sent}  bytes on the wire {result.wire_bytes}",
             file=sys.stderr,
         )
+    if settings.purge:
+        with open_repository(url, timeout=settings.timeout) as repo:
+            request = cat.RemoveSetsRequest(
+                client=repo.client,
+                purge=True,
+                max_priority=args.purge_priority,
+                before_ns=cutoff_ns(args, time.time_ns()),
+            )
+            purged = repo.ingest.remove_sets(request)
+        result.purged += [s.name for s in purged.removed]
+        result.bytes_freed += purged.orphan_bytes
     if result.purged:
         names = ", ".join(result.purged)
-        print(f"retention removed {len(result.purged)} sets ({names}), freed {human(result.bytes_freed)}")
+        print(f"removed {len(result.purged)} old sets ({names}), freed {human(result.bytes_freed)}")
     if settings.report != "none":
         print_report(result.report, by_dir=settings.report == "dirs")
     if result.skipped:

@@ -58,3 +58,6 @@ class CatalogClient(RpcClient):
 
     def expire_sets(self, request: cat.ExpireSetsRequest) -> cat.ExpireSetsReply:
         return self._unary("ExpireSets", request)  # type: ignore[no-any-return]
+
+    def remove_sets(self, request: cat.RemoveSetsRequest) -> cat.ExpireSetsReply:
+        return self._unary("RemoveSets", request)  # type: ignore[no-any-return]

@@ -329,7 +329,6 @@ class CatalogCore:
 
     def expire_sets(self, request: cat.ExpireSetsRequest) -> cat.ExpireSetsReply:
         client, set_id = request.client, request.set_id
-        reply = cat.ExpireSetsReply()
         with self._db(client) as conn, db.write_tx(conn):
             self._check_write(conn, client, set_id, request.fence)
             newest = conn.execute("SELECT MAX(set_id) FROM sets WHERE completed = 1").fetchone()[0] or 0
@@ -341,29 +340,63 @@ class CatalogCore:
                     (newest, set_id, DAY_NS, self._clock.now_ns()),
                 )
             ]
-            if not expired:
-                return reply
-            reply.removed.extend(self._get_set(conn, s) for s in expired)
-            limit = tree.max_params(conn)
-            for part in chunks(expired, limit):
-                conn.execute(f"DELETE FROM sets WHERE set_id IN ({marks(len(part))})", part)
-                conn.execute(f"DELETE FROM tags WHERE set_id IN ({marks(len(part))})", part)
-            # Versions that no remaining set lies within are gone with their sets.
+            return self._remove(conn, expired) if expired else cat.ExpireSetsReply()
+
+    def remove_sets(self, request: cat.RemoveSetsRequest) -> cat.ExpireSetsReply:
+        client = request.client
+        with self._db(client) as conn, db.write_tx(conn):
+            lease = conn.execute("SELECT holder, expires_ns FROM lease WHERE id = 1").fetchone()
+            if lease is not None and lease[0] and lease[1] > self._clock.now_ns():
+                raise Conflict(f"client {client} is being backed up by {lease[0]}; try again when it is done")
+            chosen: list[int] = []
+            for set_id in request.set_ids:
+                row = self._set_row(conn, client, set_id)
+                if conn.execute("SELECT locked FROM sets WHERE set_id = ?", (set_id,)).fetchone()[0]:
+                    raise Conflict(f"backup set {row[3]} is locked; unlock it first")
+                chosen.append(set_id)
+            if request.purge:
+                newest = conn.execute("SELECT MAX(set_id) FROM sets WHERE completed = 1").fetchone()[0] or 0
+                if request.incomplete:  # no backup is running (checked above): these are abandoned
+                    chosen += [r[0] for r in conn.execute("SELECT set_id FROM sets WHERE completed = 0")]
+                else:
+                    chosen += [
+                        r[0]
+                        for r in conn.execute(
+                            "SELECT set_id FROM sets WHERE completed = 1 AND locked = 0 AND set_id != ?"
+                            " AND priority <= ? AND end_ns < ?",
+                            (newest, request.max_priority, request.before_ns),
+                        )
+                    ]
+            return self._remove(conn, sorted(set(chosen)))
+
+    def _remove(self, conn: sqlite3.Connection, set_ids: list[int]) -> cat.ExpireSetsReply:
+        """Remove sets, the versions no remaining set holds, and the objects nothing needs.
+
+        Objects are forgotten here, in the same transaction; the caller deletes them from the
+        blobstore afterwards, so no session can be told an object exists that is going away.
+        """
+        reply = cat.ExpireSetsReply()
+        reply.removed.extend(self._get_set(conn, s) for s in set_ids)
+        limit = tree.max_params(conn)
+        for part in chunks(set_ids, limit):
+            conn.execute(f"DELETE FROM sets WHERE set_id IN ({marks(len(part))})", part)
+            conn.execute(f"DELETE FROM tags WHERE set_id IN ({marks(len(part))})", part)
+        if set_ids:
             conn.execute(
                 "DELETE FROM entries WHERE NOT EXISTS"
                 " (SELECT 1 FROM sets s WHERE s.set_id BETWEEN entries.first_set AND entries.last_set)"
             )
-            orphans = conn.execute(
-                "WITH RECURSIVE needed(id) AS ("
-                " SELECT DISTINCT object_id FROM entries WHERE object_id IS NOT NULL"
-                " UNION SELECT o.basis_id FROM objects o JOIN needed n ON o.object_id = n.id"
-                " WHERE o.basis_id IS NOT NULL)"
-                " SELECT object_id, address, stored_size FROM objects WHERE object_id NOT IN (SELECT id FROM needed)"
-            ).fetchall()
-            for part in chunks([o[0] for o in orphans], limit):
-                conn.execute(f"DELETE FROM objects WHERE object_id IN ({marks(len(part))})", part)
-            reply.orphans.extend(bytes(o[1]) for o in orphans)
-            reply.orphan_bytes = sum(to_i64(o[2]) for o in orphans)
+        orphans = conn.execute(
+            "WITH RECURSIVE needed(id) AS ("
+            " SELECT DISTINCT object_id FROM entries WHERE object_id IS NOT NULL"
+            " UNION SELECT o.basis_id FROM objects o JOIN needed n ON o.object_id = n.id"
+            " WHERE o.basis_id IS NOT NULL)"
+            " SELECT object_id, address, stored_size FROM objects WHERE object_id NOT IN (SELECT id FROM needed)"
+        ).fetchall()
+        for part in chunks([o[0] for o in orphans], limit):
+            conn.execute(f"DELETE FROM objects WHERE object_id IN ({marks(len(part))})", part)
+        reply.orphans.extend(bytes(o[1]) for o in orphans)
+        reply.orphan_bytes = sum(to_i64(o[2]) for o in orphans)
         return reply
 
     def update_set(self, request: cat.UpdateSetRequest) -> common.BackupSet:

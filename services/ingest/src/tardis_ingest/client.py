@@ -59,3 +59,6 @@ class IngestClient(RpcClient):
 
     def update_set(self, request: cat.UpdateSetRequest) -> common.BackupSet:
         return self._unary("UpdateSet", request)  # type: ignore[no-any-return]
+
+    def remove_sets(self, request: cat.RemoveSetsRequest) -> cat.ExpireSetsReply:
+        return self._unary("RemoveSets", request)  # type: ignore[no-any-return]

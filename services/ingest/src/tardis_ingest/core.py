@@ -331,6 +331,16 @@ class IngestCore:
             raise PermissionDenied("unlocking a backup set needs an admin credential on this server")
         return self.catalog.update_set(request)
 
+    def remove_sets(self, request: cat.RemoveSetsRequest) -> cat.ExpireSetsReply:
+        """Delete or purge sets, then delete the objects the catalog has already forgotten."""
+        check_client_name(request.client)
+        if request.set_ids and not self.allow_admin:
+            raise PermissionDenied("deleting backup sets needs an admin credential on this server")
+        removed = self.catalog.remove_sets(request)
+        if removed.orphans:
+            self.blobstore.delete_objects(bs.DeleteObjectsRequest(client=request.client, object_ids=removed.orphans))
+        return removed
+
     def read_objects(self, request: bs.GetObjectsRequest) -> Iterator[bs.GetObjectsReply]:
         check_client_name(request.client)
         self.catalog.get_client(cat.ClientRequest(client=request.client))
