@@ -11,6 +11,15 @@ restored; contents are written with holes for zero blocks (sparse files stay spa
 per entry and in this order, owner and group by name (numeric fallback), extended
 attributes and ACLs, mode bits (after chown, which clears setuid/setgid), and times in
 nanoseconds. Directories get theirs last, deepest first.
+
+Overwrite rules (``overwrite``), for anything already at a name to restore: ``always``
+replaces it, ``never`` leaves it (and reports it), ``newer`` / ``older`` replace it only when
+the backed-up mtime is newer / older than the existing one's, ``ask`` asks (``ask`` callback;
+without one: never). An existing directory where a directory is restored is merged into; an
+existing symlink where a file or directory is restored is always replaced (never followed).
+Authentication (``authenticate``): each object's content is checked against its address; a
+mismatch raises Corrupt, or with ``verify_action`` keep|rename|delete is handled per file
+and recorded in ``corrupt``.
 """
 
 from __future__ import annotations
@@ -19,7 +28,8 @@ import logging
 import os
 import shutil
 import stat
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from tardis.v1 import blobstore_pb2 as bs
@@ -39,6 +49,8 @@ log = logging.getLogger(__name__)
 FETCH_FILES = 2000
 FETCH_BYTES = 64 * 1024 * 1024
 COPY_BLOCK = 1024 * 1024
+OVERWRITE_MODES = ("never", "always", "newer", "older", "ask")
+VERIFY_ACTIONS = ("keep", "rename", "delete")
 FILE, DIR, SYMLINK = common.ENTRY_TYPE_FILE, common.ENTRY_TYPE_DIR, common.ENTRY_TYPE_SYMLINK
 
 
@@ -57,6 +69,8 @@ class RestoreStats:
     bytes: int = 0
     skipped: int = 0
     hardlinks: int = 0
+    not_overwritten: int = 0
+    corrupt: int = 0
 
 
 @dataclass
@@ -79,6 +93,12 @@ class Restorer:
         set_perms: bool = True,
         set_attrs: bool = True,
         set_acl: bool = True,
+        overwrite: str = "always",
+        ask: Callable[[str], bool] | None = None,
+        authenticate: bool = True,
+        verify_action: str | None = None,
+        recurse: bool = True,
+        report: Callable[[str], None] | None = None,
     ) -> None:
         self.ingest = ingest
         self.client = client
@@ -88,6 +108,17 @@ class Restorer:
         self.set_perms = set_perms
         self.set_attrs = set_attrs
         self.set_acl = set_acl
+        if overwrite not in OVERWRITE_MODES:
+            raise ValueError(f"unknown overwrite mode {overwrite}")
+        if verify_action is not None and verify_action not in VERIFY_ACTIONS:
+            raise ValueError(f"unknown verify action {verify_action}")
+        self.overwrite = overwrite
+        self.ask = ask
+        self.authenticate = authenticate
+        self.verify_action = verify_action
+        self.recurse = recurse
+        self.report = report or (lambda line: print(line, file=sys.stderr))
+        self.corrupt: list[tuple[str, bytes]] = []  # (path as restored, object id)
         self.stats = RestoreStats()
         self._root = os.geteuid() == 0 if hasattr(os, "geteuid") else False
         umask = os.umask(0o022)
@@ -98,6 +129,7 @@ class Restorer:
         self._links: dict[tuple[int, int], str] = {}  # (device, inode) -> first name restored
         self._link_later: list[tuple[str, str, common.Entry]] = []  # (path, first, entry)
         self._dirs: dict[int, str] = {}
+        self._skipped_dirs: set[int] = set()
         self._dir_meta: list[tuple[str, common.Entry]] = []
         self._wanted: dict[bytes, _Pending] = {}
         self._wanted_bytes = 0
@@ -120,12 +152,16 @@ class Restorer:
         if not components:
             self._make_dir(target)
             self._dirs[0] = target
-            self._restore_tree(0)
+            if self.recurse:
+                self._restore_tree(0)
         elif entry.type == DIR:
+            if not self._may_replace(target, entry):
+                return
             self._make_dir(target)
             self._dir_meta.append((target, entry))
             self._dirs[entry.child_dir_id] = target
-            self._restore_tree(entry.child_dir_id)
+            if self.recurse:
+                self._restore_tree(entry.child_dir_id)
         else:
             self._make_dir(os.path.dirname(target) or ".")
             self._restore_entry(target, entry)
@@ -138,6 +174,10 @@ class Restorer:
     def _restore_tree(self, dir_id: int) -> None:
         for batch in self.ingest.read_tree(cat.ReadTreeRequest(client=self.client, set_id=self.set_id, dir_id=dir_id)):
             for entry in batch.entries:
+                if entry.dir_id in self._skipped_dirs:
+                    if entry.type == DIR:
+                        self._skipped_dirs.add(entry.child_dir_id)
+                    continue
                 parent = self._dirs.get(entry.dir_id)
                 name = safe_component(self.cipher.decrypt_name(entry.name))
                 if parent is None or name is None:
@@ -146,6 +186,9 @@ class Restorer:
                     continue
                 path = os.path.join(parent, name)
                 if entry.type == DIR:
+                    if not self._may_replace(path, entry):
+                        self._skipped_dirs.add(entry.child_dir_id)
+                        continue
                     self._make_dir(path)
                     self._dirs[entry.child_dir_id] = path
                     self._dir_meta.append((path, entry))
@@ -154,6 +197,33 @@ class Restorer:
                     self._restore_entry(path, entry)
             if len(self._wanted) >= FETCH_FILES or self._wanted_bytes >= FETCH_BYTES:
                 self._fetch()
+
+    def _may_replace(self, path: str, entry: common.Entry) -> bool:
+        """Whether ``entry`` may be restored at ``path`` under the overwrite rule (True when
+        nothing is there, or a directory is there for a directory)."""
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return True
+        if entry.type == DIR and stat.S_ISDIR(st.st_mode):
+            return True
+        if stat.S_ISLNK(st.st_mode) and entry.type != SYMLINK:
+            return True  # a symlink where a file or directory belongs is replaced, never followed
+        mode = self.overwrite
+        if mode == "always":
+            return True
+        if mode == "newer":
+            allowed = entry.mtime_ns > st.st_mtime_ns
+        elif mode == "older":
+            allowed = entry.mtime_ns < st.st_mtime_ns
+        elif mode == "ask":
+            allowed = self.ask(path) if self.ask is not None else False
+        else:
+            allowed = False
+        if not allowed:
+            self.stats.not_overwritten += 1
+            self.report(f"not overwritten: {path}")
+        return allowed
 
     def _make_dir(self, path: str) -> None:
         try:
@@ -176,6 +246,8 @@ class Restorer:
             os.unlink(path)
 
     def _restore_entry(self, path: str, entry: common.Entry) -> None:
+        if entry.type in (SYMLINK, FILE) and not self._may_replace(path, entry):
+            return
         if entry.type == SYMLINK:
             self._clear(path)
             os.symlink(self.cipher.decrypt_name(entry.link_target), os.fsencode(path))
@@ -220,23 +292,35 @@ class Restorer:
         current: bytes | None = None
         decoder: ObjectDecoder | None = None
         writer: platform.SparseWriter | None = None
+        failure: Corrupt | None = None
         for reply in self.ingest.read_objects(request):
             for piece in reply.pieces:
                 if piece.missing:
                     raise Corrupt(f"object {piece.object_id.decode('ascii', 'replace')} is missing from the store")
                 if piece.object_id != current:
-                    current = piece.object_id
-                    decoder = ObjectDecoder(self.cipher, current, kind=KIND_FULL)
+                    current, failure = piece.object_id, None
+                    decoder = ObjectDecoder(self.cipher, current if self.authenticate else None, kind=KIND_FULL)
                     writer = platform.SparseWriter(self._open_output(wanted[current].paths[0][0]))
                 assert decoder is not None and writer is not None
-                for plain in decoder.feed(piece.data):
-                    writer.write(plain)
+                if failure is None:
+                    try:
+                        for plain in decoder.feed(piece.data):
+                            writer.write(plain)
+                    except Corrupt as exc:
+                        failure = exc
                 if piece.last:
                     assert current is not None
                     writer.finish()
                     os.close(writer.fd)
-                    decoder.finish()
-                    self._copies(wanted.pop(current), decoder.size)
+                    if failure is None:
+                        try:
+                            decoder.finish()
+                        except Corrupt as exc:
+                            failure = exc
+                    if failure is not None:
+                        self._corrupt_object(current, wanted.pop(current), failure)
+                    else:
+                        self._copies(wanted.pop(current), decoder.size)
                     current, decoder = None, None
         if wanted:
             raise Corrupt(f"{len(wanted)} objects did not arrive from the store")
@@ -252,9 +336,41 @@ class Restorer:
             try:
                 chains.materialize(object_id, writer)  # type: ignore[arg-type]
                 writer.finish()
-            finally:
+            except Corrupt as exc:
                 os.close(writer.fd)
+                self._corrupt_object(object_id, pending, exc)
+                continue
+            except BaseException:
+                os.close(writer.fd)
+                raise
+            os.close(writer.fd)
             self._copies(pending, info.size)
+
+    def _corrupt_object(self, object_id: bytes, pending: _Pending, failure: Corrupt) -> None:
+        """Content that failed its check: raise, or keep, rename or delete every name of it."""
+        if self.verify_action is None:
+            raise failure
+        first = pending.paths[0][0]
+        for index, (path, _entry) in enumerate(pending.paths):
+            if index:
+                self._copy(first, path)
+        shown = object_id.decode("ascii", "replace")
+        for path, entry in reversed(pending.paths):  # the first name last: the others copy it
+            self.corrupt.append((path, object_id))
+            self.stats.corrupt += 1
+            if self.verify_action == "keep":
+                self._finish_file(path, entry)
+                self.report(f"corrupt: {path} (object {shown}): {failure}; kept")
+            elif self.verify_action == "rename":
+                renamed = f"{path}-CORRUPT-{shown[:8]}"
+                self._clear(renamed)
+                os.rename(path, renamed)
+                self._link_later = [(p, renamed if f == path else f, e) for p, f, e in self._link_later]
+                self._finish_file(renamed, entry)
+                self.report(f"corrupt: {path} (object {shown}): {failure}; renamed to {renamed}")
+            else:
+                os.unlink(path)
+                self.report(f"corrupt: {path} (object {shown}): {failure}; deleted")
 
     def _copies(self, pending: _Pending, size: int) -> None:
         first = pending.paths[0][0]
