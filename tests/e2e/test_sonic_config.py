@@ -53,3 +53,12 @@ def test_setconfig_over_the_network_needs_an_admin(
     capsys.readouterr()
     assert sonic.main(["setconfig", "--repository", url, "Priorities=5", "Formats=X-%Y"]) == 1
     assert "admin credential" in capsys.readouterr().err
+
+
+def test_sonic_create_then_first_backup(repository: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert sonic.main(["create", "--repository", repository]) == 0
+    assert "created client" in capsys.readouterr().out
+    assert sonic.main(["create", "--repository", repository]) == 1
+    assert "already exists" in capsys.readouterr().err
+    source = make_tree(tmp_path / "src", files=5)
+    assert backup.main(["--repository", repository, str(source)]) == 0  # no --create needed any more

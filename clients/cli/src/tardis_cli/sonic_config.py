@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from tardis.v1 import catalog_pb2 as cat
@@ -11,7 +12,8 @@ from tardis.v1 import catalog_pb2 as cat
 from tardis_common.argparsing import add_common_options
 from tardis_common.errors import InvalidArgument
 
-from .sonic_common import Handler, open_repo
+from .connect import open_repository
+from .sonic_common import Handler, open_repo, settings
 
 # Settings a client may hold for itself; they override the server's (the seed's per-client Config).
 CLIENT_SETTINGS = ("Formats", "Priorities", "KeepPeriods")
@@ -25,7 +27,19 @@ def register(commands: Any) -> dict[str, Handler]:
     put = commands.add_parser("setconfig", help="set the client's own settings, e.g. Formats, Priorities")
     add_common_options(put)
     put.add_argument("assignments", nargs="+", metavar="KEY=VALUE", help="a setting; an empty value removes it")
-    return {"getconfig": getconfig, "setconfig": setconfig}
+    create = commands.add_parser("create", help="create the client's repository before its first backup")
+    add_common_options(create)
+    return {"getconfig": getconfig, "setconfig": setconfig, "create": create_client}
+
+
+def create_client(args: argparse.Namespace) -> int:
+    config, url = settings(args)
+    if url.is_local:
+        os.makedirs(url.base_dir, exist_ok=True)
+    with open_repository(url, timeout=config.timeout) as repo:
+        info = repo.ingest.create_client(cat.ClientRequest(client=repo.client))
+    print(f"created client {info.client} (id {info.client_id}, catalog schema {info.schema_version})")
+    return 0
 
 
 def getconfig(args: argparse.Namespace) -> int:

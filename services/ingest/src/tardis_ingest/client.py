@@ -62,3 +62,6 @@ class IngestClient(RpcClient):
 
     def remove_sets(self, request: cat.RemoveSetsRequest) -> cat.ExpireSetsReply:
         return self._unary("RemoveSets", request)  # type: ignore[no-any-return]
+
+    def create_client(self, request: cat.ClientRequest) -> common.ClientInfo:
+        return self._unary("CreateClient", request)  # type: ignore[no-any-return]

@@ -315,6 +315,12 @@ class IngestCore:
         check_client_name(request.client)
         return self.catalog.get_object_info(request)
 
+    def create_client(self, request: cat.ClientRequest) -> common.ClientInfo:
+        client = check_client_name(request.client)
+        if not self.allow_new_clients:
+            raise PermissionDenied(f"this server does not allow new clients; cannot create {client}")
+        return self.catalog.create_client(request)
+
     def get_client_config(self, request: cat.ClientRequest) -> cat.ClientConfig:
         check_client_name(request.client)
         return self.catalog.get_client_config(request)
