@@ -667,3 +667,10 @@ def test_remove_sets_by_id_and_by_purge(cenv: Env) -> None:
     cenv.clock.advance(3600)  # the lease of the dead run expires
     abandoned = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", purge=True, incomplete=True))
     assert [s.id for s in abandoned.removed] == [running.set.id]
+
+
+def test_list_objects_streams_every_held_object(cenv: Env) -> None:
+    b = begin(cenv, "s1")
+    record(cenv, b, objects=[obj(f"o{n:04}".encode()) for n in range(1500)])
+    listed = [o.object_id for m in cenv.api.list_objects(cat.ClientRequest(client="c")) for o in m.objects]
+    assert len(listed) == 1500 and listed[0] == b"o0000" and listed[-1] == b"o1499"

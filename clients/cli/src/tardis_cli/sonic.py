@@ -3,7 +3,7 @@
 A small dispatcher: each group of subcommands lives in its own module, which adds its
 parsers and returns its handlers (``register``). This release: list, info, files, tag,
 lock, unlock, priority, rename (sonic_sets, sonic_files), getconfig, setconfig (sonic_config),
-purge, delete, orphans (sonic_purge).
+purge, delete, orphans (sonic_purge), verify (sonic_verify).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 
 from tardis_common.argparsing import make_parser
 
-from . import sonic_config, sonic_files, sonic_purge, sonic_sets
+from . import sonic_config, sonic_files, sonic_purge, sonic_sets, sonic_verify
 from .sonic_common import Handler
 from .sonic_config import CLIENT_SETTINGS
 from .tool import run, setup_logging
@@ -25,7 +25,7 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     p = make_parser("sonic", "Administer a client's Tardis backups.")
     commands = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     handlers: dict[str, Handler] = {}
-    for module in (sonic_sets, sonic_files, sonic_config, sonic_purge):
+    for module in (sonic_sets, sonic_files, sonic_config, sonic_purge, sonic_verify):
         handlers.update(module.register(commands))
     return p, handlers
 

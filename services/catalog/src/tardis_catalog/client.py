@@ -61,3 +61,6 @@ class CatalogClient(RpcClient):
 
     def remove_sets(self, request: cat.RemoveSetsRequest) -> cat.ExpireSetsReply:
         return self._unary("RemoveSets", request)  # type: ignore[no-any-return]
+
+    def list_objects(self, request: cat.ClientRequest) -> Iterator[cat.ObjectInfoReply]:
+        return self._stream_out("ListObjects", request)

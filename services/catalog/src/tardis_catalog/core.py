@@ -725,6 +725,22 @@ class CatalogCore:
         finally:
             reader.close()
 
+    def list_objects(self, request: cat.ClientRequest) -> Iterator[cat.ObjectInfoReply]:
+        """Every object not marked bad, read from a snapshot on a private connection."""
+        with self._db(request.client):
+            path = self._path(check_client_name(request.client))
+        reader = db.connect(path, read_only=True)
+
+        def stream() -> Iterator[cat.ObjectInfoReply]:
+            try:
+                cur = reader.execute(OBJECT_SELECT + " WHERE o.bad = 0 ORDER BY o.object_id")
+                while rows := cur.fetchmany(TREE_BATCH):
+                    yield cat.ObjectInfoReply(objects=[object_from_row(r) for r in rows])
+            finally:
+                reader.close()
+
+        return stream()
+
     def get_object_info(self, request: cat.ObjectIdsRequest) -> cat.ObjectInfoReply:
         wanted = list(dict.fromkeys(request.object_ids))
         with self._db(request.client) as conn:

@@ -65,3 +65,9 @@ class IngestClient(RpcClient):
 
     def create_client(self, request: cat.ClientRequest) -> common.ClientInfo:
         return self._unary("CreateClient", request)  # type: ignore[no-any-return]
+
+    def list_objects(self, request: cat.ClientRequest) -> Iterator[cat.ObjectInfoReply]:
+        return self._stream_out("ListObjects", request)
+
+    def stat_objects(self, request: bs.StatObjectsRequest) -> bs.StatObjectsReply:
+        return self._unary("StatObjects", request)  # type: ignore[no-any-return]

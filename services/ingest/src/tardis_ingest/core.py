@@ -315,6 +315,15 @@ class IngestCore:
         check_client_name(request.client)
         return self.catalog.get_object_info(request)
 
+    def list_objects(self, request: cat.ClientRequest) -> Iterator[cat.ObjectInfoReply]:
+        check_client_name(request.client)
+        return self.catalog.list_objects(request)
+
+    def stat_objects(self, request: bs.StatObjectsRequest) -> bs.StatObjectsReply:
+        check_client_name(request.client)
+        self.catalog.get_client(cat.ClientRequest(client=request.client))
+        return self.blobstore.stat_objects(request)
+
     def create_client(self, request: cat.ClientRequest) -> common.ClientInfo:
         client = check_client_name(request.client)
         if not self.allow_new_clients:
