@@ -137,3 +137,15 @@ def test_unreachable_server_fails_fast(tmp_path: Path) -> None:
     assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
     assert "cannot reach server" in done.stderr and str(port) in done.stderr
     assert elapsed < 12, f"took {elapsed:.1f} s to report a refused connection"
+
+
+@pytest.mark.parametrize("option", [["-P", "secret"], ["--password-file", "/etc/hostname"], ["--keys", "/tmp/k"]])
+def test_a_password_is_refused_not_ignored(
+    option: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Encryption is not in this release: a password must not silently give a clear-text backup."""
+    source = make_tree(tmp_path / "src", files=3)
+    repository = tmp_path / "repo" / "c"
+    code = backup.main(["--repository", str(repository), "--create", *option, str(source)])
+    fails_cleanly(capsys, code, "cannot encrypt")
+    assert not repository.exists()

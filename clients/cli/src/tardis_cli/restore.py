@@ -29,7 +29,7 @@ import os
 import shutil
 import stat
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tardis.v1 import blobstore_pb2 as bs
@@ -469,8 +469,3 @@ class Restorer:
 
 def components_of(path: str) -> list[bytes]:
     return [os.fsencode(p) for p in os.path.abspath(path).split("/") if p]
-
-
-def iter_paths(paths: list[str]) -> Iterator[list[bytes]]:
-    for path in paths:
-        yield components_of(path)

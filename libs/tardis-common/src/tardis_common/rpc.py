@@ -94,11 +94,6 @@ def core_handler(service: ServiceDescriptor, core: Any) -> grpc.GenericRpcHandle
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
-def grpc_target(address: str) -> str:
-    """Accept ``host:port``, ``[v6]:port`` or ``unix:/path`` and return a gRPC target."""
-    return address
-
-
 def make_server(address: str, handlers: Iterable[grpc.GenericRpcHandler], workers: int = 16) -> tuple[grpc.Server, int]:
     """Start a server on ``address``; returns it with the bound port (0 for Unix sockets)."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=SERVER_OPTIONS)
