@@ -139,13 +139,31 @@ def test_unreachable_server_fails_fast(tmp_path: Path) -> None:
     assert elapsed < 12, f"took {elapsed:.1f} s to report a refused connection"
 
 
-@pytest.mark.parametrize("option", [["-P", "secret"], ["--password-file", "/etc/hostname"], ["--keys", "/tmp/k"]])
-def test_a_password_is_refused_not_ignored(
-    option: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Encryption is not in this release: a password must not silently give a clear-text backup."""
+def test_a_key_file_without_a_password_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A key file asks for encryption: without a password it must not give a clear-text backup."""
     source = make_tree(tmp_path / "src", files=3)
     repository = tmp_path / "repo" / "c"
-    code = backup.main(["--repository", str(repository), "--create", *option, str(source)])
-    fails_cleanly(capsys, code, "cannot encrypt")
-    assert not repository.exists()
+    code = backup.main(["--repository", str(repository), "--create", "--keys", str(tmp_path / "k"), str(source)])
+    fails_cleanly(capsys, code, "--keys")
+    assert not (repository / "tardis.db").exists()
+
+
+def test_two_password_sources_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = make_tree(tmp_path / "src", files=3)
+    config = tmp_path / "tardis.cfg"
+    config.write_text("[Tardis]\nPassword = one\n")
+    repository = tmp_path / "repo" / "c"
+    code = backup.main(
+        [
+            "--config",
+            str(config),
+            "--repository",
+            str(repository),
+            "--create",
+            "--password-file",
+            "/etc/hostname",
+            str(source),
+        ]
+    )
+    fails_cleanly(capsys, code, "at most one password source")
+    assert not (repository / "tardis.db").exists()

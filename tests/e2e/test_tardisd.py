@@ -17,7 +17,9 @@ def test_tardisd_serves_a_backup_and_restore(tmp_path: Path, capsys: pytest.Capt
     base = tmp_path / "base"
     base.mkdir()
     config = tmp_path / "tardisd.cfg"
-    config.write_text(f"[Tardis]\nBaseDir = {base}\n\n[Daemon]\nPort = 0\nAllowNewHosts = True\n")
+    config.write_text(
+        f"[Tardis]\nBaseDir = {base}\n\n[Daemon]\nPort = 0\nAllowNewHosts = True\nAllowAnonymous = True\n"
+    )
     daemon = start("tardis_ingest.tardisd", "--config", str(config))
     try:
         source = make_tree(tmp_path / "src", files=200)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tardis_common.cipher import NullCipher
 from tardis_common.codecs import CODECS, codec_named
 from tardis_common.errors import Corrupt
-from tardis_common.objectformat import KIND_FULL, ObjectDecoder, ObjectEncoder
+from tardis_common.objectformat import KIND_FULL, ObjectDecoder, ObjectEncoder, ObjectReader
 
 BOUNDED = settings(max_examples=40, deadline=None)
 
@@ -70,3 +70,23 @@ def test_incompressible_chunks_are_stored_plain() -> None:
     data = os.urandom(200_000)
     stored, _ = encode(data, codec="zstd", chunk_size=65536)
     assert len(stored) < len(data) + 200  # no growth beyond the framing
+
+
+def test_swapped_object_is_refused_by_its_identity_record() -> None:
+    stored, _ = encode(b"one content" * 50)
+    _, other_id = encode(b"another content" * 50)
+    with pytest.raises(Corrupt, match="swapped or misplaced"):
+        decode(stored, other_id)
+    with pytest.raises(Corrupt, match="swapped or misplaced"):
+        ObjectReader(NullCipher(), io.BytesIO(stored), other_id)
+
+
+def test_range_reads() -> None:
+    import os
+
+    data = os.urandom(5000)
+    stored, object_id = encode(data, codec="zstd", chunk_size=1000)
+    reader = ObjectReader(NullCipher(), io.BytesIO(stored), object_id, kind=KIND_FULL)
+    assert reader.recorded_id == object_id and reader.size == len(data)
+    for offset, length in [(0, 5000), (999, 2), (4500, 1000), (2000, 0), (6000, 1)]:
+        assert reader.read(offset, length) == data[offset : offset + length]

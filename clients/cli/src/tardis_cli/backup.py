@@ -10,15 +10,16 @@ import time
 from tardis.v1 import catalog_pb2 as cat
 
 from tardis_common.argparsing import add_common_options, make_parser
-from tardis_common.cipher import NullCipher
 from tardis_common.codecs import codec_named
 from tardis_common.settings import ClientSettings
 
 from .backup_run import BackupOptions, BackupRun
 from .connect import open_repository
+from .create import create_client
 from .dates import date_arg
 from .excludes import Selection, expand_path, global_patterns
 from .nocompress import NoCompress
+from .passwords import get_password
 from .progress import Estimate, Progress, human
 from .sonic_purge import cutoff_ns
 from .tool import run, settings_and_url, setup_logging
@@ -257,14 +258,26 @@ def _backup(args: argparse.Namespace) -> int:
     )
     compress = settings.compress_msgs not in ("none", "", "false")
     options.report = settings.report != "none"
-    with open_repository(url, timeout=settings.timeout, compress_messages=compress) as repo:
-        backup_run = BackupRun(repo.ingest, repo.client, NullCipher(), options)
+    options.command_line = recorded_command_line(sys.argv)
+    password = get_password(settings, confirm=create)
+    if create and password is not None:
+        with open_repository(url, settings, timeout=settings.timeout, unlock=False) as repo:
+            create_client(repo, settings, password)
+        options.create = False
+    with open_repository(
+        url, settings, timeout=settings.timeout, compress_messages=compress, password=password
+    ) as repo:
+        keys = repo.unlocked.keys if repo.unlocked is not None else None
+        options.manifest_key = keys.manifest_key if keys is not None else None
+        backup_run = BackupRun(repo.ingest, repo.client, repo.cipher, options)
         if getattr(args, "progress", False) and sys.stderr.isatty():
             backup_run.estimate = Estimate(roots)
             with Progress(backup_run.progress_line):
                 result = backup_run.run(roots)
         else:
             result = backup_run.run(roots)
+        if repo.unlocked is not None:
+            repo.known.remember_newest_set(result.set.id)
     verb = "resumed and completed" if result.resumed else "completed"
     print(f"backup set {result.set.name} {verb} ({result.entries} entries, {result.files_sent} files sent)")
     if getattr(args, "stats", False) or settings.stats:
@@ -275,7 +288,7 @@ def _backup(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if settings.purge:
-        with open_repository(url, timeout=settings.timeout) as repo:
+        with open_repository(url, settings, timeout=settings.timeout, password=password) as repo:
             request = cat.RemoveSetsRequest(
                 client=repo.client,
                 purge=True,
@@ -294,6 +307,31 @@ def _backup(args: argparse.Namespace) -> int:
         print(f"tardis: {result.skipped} files or directories could not be read; see the log", file=sys.stderr)
         return 3
     return 0
+
+
+_SECRET_OPTIONS = ("--password", "-P")
+
+
+def recorded_command_line(argv: list[str]) -> str:
+    """The command line as recorded with the set, any password value replaced by "***"."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next and not arg.startswith("-"):
+            out.append("***")
+            hide_next = False
+            continue
+        hide_next = False
+        if arg in _SECRET_OPTIONS:
+            hide_next = True
+            out.append(arg)
+        elif arg.startswith("--password="):
+            out.append("--password=***")
+        elif arg.startswith("-P") and len(arg) > 2 and not arg.startswith("--"):
+            out.append("-P***")
+        else:
+            out.append(arg)
+    return " ".join([os.path.basename(out[0]), *out[1:]] if out else [])
 
 
 def print_report(sent: list[tuple[str, str, int]], *, by_dir: bool) -> None:

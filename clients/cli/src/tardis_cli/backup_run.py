@@ -26,6 +26,7 @@ from tardis_common.version import PROTOCOL_VERSION, __version__
 
 from .excludes import Selection
 from .hashing import hash_file
+from .manifest_store import seal_set
 from .progress import Estimate, human, time_left
 from .upload import Upload, Uploader, UploadOptions, UploadStats
 from .walker import Group, Item, Walker
@@ -48,6 +49,8 @@ class BackupOptions:
     full: bool = False
     priority: int = 0
     tags: list[str] = field(default_factory=list)
+    command_line: str = ""
+    manifest_key: bytes | None = None  # seal the set with an authenticated manifest (encrypted clients)
     report: bool = False  # keep the list of files sent, for --report
     clock: Clock = field(default_factory=SystemClock)  # the client's clock: set names come from it
 
@@ -270,6 +273,7 @@ class BackupRun:
                 client_time_ns=self.options.clock.now_ns(),
                 priority=self.options.priority,
                 tags=self.options.tags,
+                command_line=self.options.command_line,
             )
         )
         self.session = opened.session
@@ -296,8 +300,15 @@ class BackupRun:
                 batcher.add(group)
         batcher.flush()
         self.wait()
+        manifest_id = b""
+        if self.options.manifest_key is not None:
+            manifest_id = seal_set(
+                self.ingest, self.client, self.session, opened.set.id, self.cipher, self.options.manifest_key
+            )
         finished = self.ingest.finish_session(
-            ing.FinishSessionRequest(session=self.session, client_end_time_ns=self.options.clock.now_ns())
+            ing.FinishSessionRequest(
+                session=self.session, client_end_time_ns=self.options.clock.now_ns(), manifest_id=manifest_id
+            )
         )
         return BackupResult(
             set=finished.set,

@@ -241,12 +241,19 @@ def parse_colors(text: str | None) -> dict[str, str]:
 
 
 class Lister:
-    def __init__(self, args: argparse.Namespace, ingest: Ingest, client: str, shown: list[common.BackupSet]) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        ingest: Ingest,
+        client: str,
+        shown: list[common.BackupSet],
+        cipher: Cipher | None = None,
+    ) -> None:
         self.args = args
         self.ingest = ingest
         self.client = client
         self.shown = shown
-        self.cipher: Cipher = NullCipher()
+        self.cipher: Cipher = cipher or NullCipher()
         self.colors: dict[str, str] | None = None
         if args.color == "always" or (args.color == "auto" and sys.stdout.isatty()):
             self.colors = parse_colors(os.environ.get("TARDIS_LS_COLORS"))
@@ -505,9 +512,9 @@ def _lstardis(args: argparse.Namespace) -> int:
     if args.columns is not None and args.columns < 1:
         raise InvalidArgument("--columns must be at least 1")
     paths = [os.path.abspath(p) for p in args.paths] or ["/"]
-    with open_repository(url, timeout=settings.timeout) as repo:
+    with open_repository(url, settings, timeout=settings.timeout) as repo:
         shown = sets_in_range(list_sets(repo.ingest, repo.client), args.range)
-        lister = Lister(args, repo.ingest, repo.client, shown)
+        lister = Lister(args, repo.ingest, repo.client, shown, repo.cipher)
         listings = [lister.collect(path) for path in paths]
         if args.json:
             print(json.dumps([row for nodes in listings for row in lister.as_json(nodes)], indent=2))

@@ -12,13 +12,14 @@ from tardis.v1 import catalog_pb2 as cat
 from tardis.v1 import common_pb2 as common
 
 from tardis_common.argparsing import add_common_options, make_parser
-from tardis_common.cipher import Cipher, NullCipher
+from tardis_common.cipher import Cipher
 from tardis_common.errors import Corrupt, InvalidArgument, NotFound
 from tardis_common.objectformat import KIND_FULL, ObjectDecoder
 
 from .chain import ChainReader
 from .connect import Repository, open_repository
 from .dates import date_arg, set_at
+from .manifest_store import verify_set
 from .restore import OVERWRITE_MODES, VERIFY_ACTIONS, Restorer, RestoreStats, components_of
 from .sets import list_sets, resolve_set
 from .tool import run, settings_and_url, setup_logging
@@ -138,8 +139,8 @@ def _regenerate(args: argparse.Namespace) -> int:
     settings, url = settings_and_url(args)
     output = os.path.abspath(getattr(args, "output", "."))
     files: list[str] = getattr(args, "files", [])
-    cipher = NullCipher()
-    with open_repository(url, timeout=settings.timeout) as repo:
+    with open_repository(url, settings, timeout=settings.timeout) as repo:
+        cipher = repo.cipher
         if args.checksum:
             return _by_checksum(repo, cipher, files, output, args)
         sets = list_sets(repo.ingest, repo.client)
@@ -148,11 +149,16 @@ def _regenerate(args: argparse.Namespace) -> int:
         else:
             chosen = resolve_set(repo.ingest, repo.client, getattr(args, "backup", None), settings.recent_set)
         names = {s.id: s.name for s in sets}
+        by_id = {s.id: s for s in sets}
         complete = sorted(s.id for s in sets if s.completed)
         restorers: dict[int, Restorer] = {}
+        altered = 0
 
         def restorer(set_id: int) -> Restorer:
+            nonlocal altered
             if set_id not in restorers:
+                if args.authenticate and set_id in by_id:
+                    altered += check_manifest(repo, by_id[set_id], args.verify_action)
                 restorers[set_id] = Restorer(
                     repo.ingest,
                     repo.client,
@@ -188,11 +194,32 @@ def _regenerate(args: argparse.Namespace) -> int:
         extra += f", {total.not_overwritten} not overwritten"
     if total.corrupt:
         extra += f", {total.corrupt} corrupt"
+    if altered:
+        extra += f", {altered} entries not matching the sealed manifest"
     print(
         f"restored {total.files} files, {total.dirs} directories, {total.symlinks} symlinks "
         f"from {used} into {output}{extra}"
     )
-    return 1 if total.corrupt else 0
+    return 1 if total.corrupt or altered else 0
+
+
+def check_manifest(repo: Repository, backup_set: common.BackupSet, verify_action: str | None) -> int:
+    """Check an encrypted client's set against its sealed manifest before restoring from it.
+
+    Every problem is named on stderr; without --verify-action nothing is restored (Corrupt),
+    with one the restore goes on and the run fails at the end. Returns the problem count."""
+    keys = repo.unlocked.keys if repo.unlocked is not None else None
+    if keys is None:
+        return 0
+    problems = verify_set(repo.ingest, repo.client, repo.cipher, keys.manifest_key, backup_set)
+    for problem in problems:
+        print(f"regenerate: {problem}", file=sys.stderr)
+    if problems and verify_action is None:
+        raise Corrupt(
+            f"backup set {backup_set.name} does not match its sealed manifest ({len(problems)} problems);"
+            " nothing was restored (--verify-action keep|rename|delete restores what can be)"
+        )
+    return len(problems)
 
 
 def _decode_unchecked(repo: Repository, cipher: Cipher, object_id: bytes, out: object) -> None:

@@ -37,7 +37,7 @@ def settings(args: argparse.Namespace) -> tuple[ClientSettings, RepoURL]:
 
 def open_repo(args: argparse.Namespace) -> Repository:
     config, url = settings(args)
-    return open_repository(url, timeout=config.timeout)
+    return open_repository(url, config, timeout=config.timeout)
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:

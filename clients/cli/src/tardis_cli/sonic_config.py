@@ -12,7 +12,9 @@ from tardis.v1 import catalog_pb2 as cat
 from tardis_common.argparsing import add_common_options
 from tardis_common.errors import InvalidArgument
 
+from . import create as creating
 from .connect import open_repository
+from .passwords import get_password
 from .sonic_common import Handler, open_repo, settings
 
 # Settings a client may hold for itself; they override the server's (the seed's per-client Config).
@@ -29,15 +31,16 @@ def register(commands: Any) -> dict[str, Handler]:
     put.add_argument("assignments", nargs="+", metavar="KEY=VALUE", help="a setting; an empty value removes it")
     create = commands.add_parser("create", help="create the client's repository before its first backup")
     add_common_options(create)
-    return {"getconfig": getconfig, "setconfig": setconfig, "create": create_client}
+    return {"getconfig": getconfig, "setconfig": setconfig, "create": create_command}
 
 
-def create_client(args: argparse.Namespace) -> int:
+def create_command(args: argparse.Namespace) -> int:
     config, url = settings(args)
     if url.is_local:
         os.makedirs(url.base_dir, exist_ok=True)
-    with open_repository(url, timeout=config.timeout) as repo:
-        info = repo.ingest.create_client(cat.ClientRequest(client=repo.client))
+    password = get_password(config, confirm=True)
+    with open_repository(url, config, timeout=config.timeout, unlock=False) as repo:
+        info = creating.create_client(repo, config, password)
     print(f"created client {info.client} (id {info.client_id}, catalog schema {info.schema_version})")
     return 0
 

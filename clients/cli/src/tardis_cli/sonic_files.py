@@ -18,7 +18,7 @@ from tardis.v1 import catalog_pb2 as cat
 from tardis.v1 import common_pb2 as common
 
 from tardis_common.argparsing import add_common_options
-from tardis_common.cipher import Cipher, NullCipher
+from tardis_common.cipher import Cipher
 
 from .dates import format_ns
 from .sonic_common import Handler, add_json, add_set_choice, chosen_set, open_repo
@@ -90,8 +90,8 @@ def item_json(item: Item, cipher: Cipher) -> dict[str, Any]:
 
 
 def files_command(args: argparse.Namespace) -> int:
-    cipher = NullCipher()
     with open_repo(args) as repo:
+        cipher = repo.cipher
         s = chosen_set(repo, args)
         items = set_items(repo.ingest.read_tree(cat.ReadTreeRequest(client=repo.client, set_id=s.id, dir_id=0)), cipher)
     if args.new:

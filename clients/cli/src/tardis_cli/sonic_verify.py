@@ -3,6 +3,8 @@
 Plain: every object the catalog holds must exist in the blobstore with the stored size the
 catalog recorded (one StatObjects call per thousand objects). Deep: every object is read
 and decoded, and its content checked against its address (deltas rebuilt from their chain).
+For an encrypted client, every complete set is also checked against its sealed manifest, so
+rows the server added, removed or altered are named.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from tardis.v1 import blobstore_pb2 as bs
 from tardis.v1 import catalog_pb2 as cat
 
 from tardis_common.argparsing import add_common_options
-from tardis_common.cipher import NullCipher
 from tardis_common.errors import Corrupt
 from tardis_common.objectformat import KIND_FULL, ObjectDecoder
 
 from .chain import ChainReader
+from .manifest_store import verify_set
+from .sets import list_sets
 from .sonic_common import Handler, open_repo
 
 
@@ -51,7 +54,7 @@ def _read_all(repo: Any, chains: ChainReader, infos: list[Any]) -> list[str]:
         for piece in reply.pieces:
             if piece.object_id in failed:
                 continue
-            decoder = decoders.setdefault(piece.object_id, ObjectDecoder(NullCipher(), piece.object_id, kind=KIND_FULL))
+            decoder = decoders.setdefault(piece.object_id, ObjectDecoder(repo.cipher, piece.object_id, kind=KIND_FULL))
             try:
                 if piece.missing:
                     raise Corrupt(f"object {piece.object_id.decode('ascii', 'replace')} vanished while verified")
@@ -74,7 +77,7 @@ def verify_objects(args: argparse.Namespace) -> int:
     problems: list[str] = []
     checked = 0
     with open_repo(args) as repo:
-        chains = ChainReader(repo.ingest, repo.client, NullCipher())
+        chains = ChainReader(repo.ingest, repo.client, repo.cipher)
         for batch in repo.ingest.list_objects(cat.ClientRequest(client=repo.client)):
             ids = [o.object_id for o in batch.objects]
             sizes = repo.ingest.stat_objects(bs.StatObjectsRequest(client=repo.client, object_ids=ids)).stored_sizes
@@ -90,8 +93,16 @@ def verify_objects(args: argparse.Namespace) -> int:
                     present.append(info)
             if args.deep:
                 problems += _read_all(repo, chains, present)
+        sealed = 0
+        keys = repo.unlocked.keys if repo.unlocked is not None else None
+        if keys is not None:
+            for backup_set in list_sets(repo.ingest, repo.client):
+                if backup_set.completed:
+                    sealed += 1
+                    problems += verify_set(repo.ingest, repo.client, repo.cipher, keys.manifest_key, backup_set)
     for problem in problems:
         print(problem)
     kind = "read and checked" if args.deep else "checked"
-    print(f"{checked} objects {kind}, {len(problems)} problems")
+    against = f", {sealed} sets checked against their manifests" if sealed else ""
+    print(f"{checked} objects {kind}{against}, {len(problems)} problems")
     return 1 if problems else 0

@@ -24,7 +24,7 @@ from tardis.v1 import catalog_pb2 as cat
 from tardis.v1 import common_pb2 as common
 
 from tardis_common.argparsing import add_common_options, make_parser
-from tardis_common.cipher import Cipher, NullCipher
+from tardis_common.cipher import Cipher
 from tardis_common.errors import Corrupt, NotFound, TardisError
 from tardis_common.interfaces import Ingest
 
@@ -476,7 +476,7 @@ def _tardiff(args: argparse.Namespace) -> int:
         raise DiffError("--lines must not be negative")
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     options = Options(args.style or "unified", args.lines, args.recurse, args.names_only, color)
-    with open_repository(url, timeout=settings.timeout) as repo:
+    with open_repository(url, settings, timeout=settings.timeout) as repo:
 
         def side(wanted: str | None) -> Side:
             found = resolve_set(repo.ingest, repo.client, wanted, settings.recent_set)
@@ -488,7 +488,7 @@ def _tardiff(args: argparse.Namespace) -> int:
         except NotFound as exc:
             raise DiffError(str(exc)) from exc
         with tempfile.TemporaryDirectory(prefix="tardiff-") as workdir:
-            differ = Differ(repo.ingest, repo.client, NullCipher(), old, new, options, sys.stdout, workdir)
+            differ = Differ(repo.ingest, repo.client, repo.cipher, old, new, options, sys.stdout, workdir)
             for path in args.paths:
                 differ.compare_path(path)
     sys.stdout.flush()

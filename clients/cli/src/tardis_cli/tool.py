@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Callable
 
 from tardis_common.argparsing import given_options
-from tardis_common.errors import ConfigError, TardisError
+from tardis_common.errors import TardisError
 from tardis_common.settings import ClientSettings, load_client_settings
 from tardis_common.urls import RepoURL
 
@@ -60,22 +60,4 @@ def settings_and_url(args: object, drop: tuple[str, ...] = ()) -> tuple[ClientSe
     for key in drop:
         given.pop(key, None)
     settings = load_client_settings(given, getattr(args, "config", None), getattr(args, "job", None))
-    refuse_encryption_settings(settings)
     return settings, settings.repo_url()
-
-
-def refuse_encryption_settings(settings: ClientSettings) -> None:
-    """A password or key file asks for encryption, which this release cannot give yet: fail
-    loudly rather than store (or pretend to read) data in the clear."""
-    given = [
-        name
-        for name, value in (
-            ("a password", settings.password),
-            ("a password file", settings.password_file),
-            ("a password program", settings.password_prog),
-            ("a key file", settings.keyfile),
-        )
-        if value is not None and value is not False
-    ]
-    if given:
-        raise ConfigError(f"{' and '.join(given)} was given, but this release cannot encrypt yet; nothing was done")

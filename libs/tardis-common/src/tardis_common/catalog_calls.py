@@ -15,9 +15,6 @@ from .rpc import RpcClient
 
 
 class CatalogCalls(RpcClient):
-    def create_client(self, request: cat.ClientRequest) -> common.ClientInfo:
-        return self._unary("CreateClient", request)  # type: ignore[no-any-return]
-
     def list_sets(self, request: cat.ClientRequest) -> cat.ListSetsReply:
         return self._unary("ListSets", request)  # type: ignore[no-any-return]
 

@@ -1,7 +1,7 @@
 """The cipher interface through which clients pass names, owners and object contents.
 
-Services never see what goes in: they store what comes out. The null cipher is the first
-implementation; the encryption issue adds a real one behind the same interface.
+Services never see what goes in: they store what comes out. The null cipher passes
+everything through; ``tardis_common.crypto.EncryptingCipher`` is the real one.
 """
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ class Cipher(Protocol):
     def encrypt_name(self, name: bytes) -> bytes: ...
 
     def decrypt_name(self, blob: bytes) -> bytes: ...
+
+    def encrypt_text(self, text: str) -> str:
+        """Seal a short text (a tag, a recorded command line) as text; "" stays ""."""
+        ...
+
+    def decrypt_text(self, text: str) -> str: ...
 
     def content_hasher(self) -> Hasher:
         """A hasher whose hex digest is the content address of the plaintext fed to it."""
@@ -46,6 +52,12 @@ class NullCipher:
 
     def decrypt_name(self, blob: bytes) -> bytes:
         return blob
+
+    def encrypt_text(self, text: str) -> str:
+        return text
+
+    def decrypt_text(self, text: str) -> str:
+        return text
 
     def content_hasher(self) -> Hasher:
         return hashlib.sha256()

@@ -44,6 +44,18 @@ class PermissionDenied(TardisError):
     grpc_code = "PERMISSION_DENIED"
 
 
+class Unauthenticated(TardisError):
+    """No valid login: a wrong password, a missing, expired or forged token."""
+
+    grpc_code = "UNAUTHENTICATED"
+
+
+class Throttled(TardisError):
+    """Too many failed logins in a row: the caller must wait before trying again."""
+
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
 class Corrupt(TardisError):
     grpc_code = "DATA_LOSS"
 
@@ -60,6 +72,8 @@ BY_CODE: dict[str, type[TardisError]] = {
     "FAILED_PRECONDITION": Conflict,
     "UNAVAILABLE": Unavailable,
     "PERMISSION_DENIED": PermissionDenied,
+    "UNAUTHENTICATED": Unauthenticated,
+    "RESOURCE_EXHAUSTED": Throttled,
     "DATA_LOSS": Corrupt,
 }
 
@@ -74,6 +88,8 @@ BY_NAME: dict[str, type[TardisError]] = {
         VersionMismatch,
         Unavailable,
         PermissionDenied,
+        Unauthenticated,
+        Throttled,
         Corrupt,
         ConfigError,
     )

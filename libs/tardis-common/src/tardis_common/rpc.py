@@ -8,12 +8,15 @@ same Python interface, mapping status codes to the same TardisError classes.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import socket
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 from google.protobuf import message_factory
@@ -21,6 +24,7 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
 from . import errors
+from .callctx import CURRENT_CALLER
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,34 @@ CONNECT_TIMEOUT = 10.0
 
 T = TypeVar("T")
 
+Guard = Callable[[str, grpc.ServicerContext], object]
+"""Called at the start of every call with the method name ("OpenSession") and the context;
+raises a TardisError to refuse the call, else returns the caller (see callctx)."""
+
+Metadata = Callable[[], Sequence[tuple[str, str]]]
+"""Extra metadata for each call, evaluated per call (e.g. an authorization header)."""
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """A server's certificate and key (PEM); with ``client_ca_pem``, clients must show a
+    certificate signed by that CA (mutual TLS)."""
+
+    cert_pem: bytes
+    key_pem: bytes
+    client_ca_pem: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """Trust ``root_pem``; ``server_name`` is the name checked in the server's certificate
+    instead of the host of the address; a client certificate for mutual TLS."""
+
+    root_pem: bytes
+    server_name: str | None = None
+    client_cert_pem: bytes | None = None
+    client_key_pem: bytes | None = None
+
 
 def snake_case(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
@@ -56,19 +88,43 @@ def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
     context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def _method_handler(core: Any, method: MethodDescriptor) -> grpc.RpcMethodHandler:
+def _method_handler(core: Any, method: MethodDescriptor, guard: Guard | None) -> grpc.RpcMethodHandler:
     impl: Callable[[Any], Any] = getattr(core, snake_case(method.name))
+    name = method.name
     request_cls = message_factory.GetMessageClass(method.input_type)
     reply_cls = message_factory.GetMessageClass(method.output_type)
     kwargs = {
         "request_deserializer": request_cls.FromString,
         "response_serializer": reply_cls.SerializeToString,
     }
+
+    def admit(context: grpc.ServicerContext) -> contextvars.Context:
+        """A context for the whole call, holding the caller the guard admitted."""
+        ctx = contextvars.copy_context()
+        if guard is not None:
+            ctx.run(CURRENT_CALLER.set, guard(name, context))
+        return ctx
+
     if method.server_streaming:
 
         def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Message]:
+            # grpc iterates this generator step by step after the behaviour returned, maybe
+            # on several threads: run the core and each step inside the call's context.
+            replies: Iterator[Message] | None = None
             try:
-                yield from impl(request)
+                ctx = admit(context)
+                replies = ctx.run(lambda: iter(impl(request)))
+                while True:
+                    try:
+                        reply = ctx.run(next, replies)
+                    except StopIteration:
+                        return
+                    yield reply
+            except GeneratorExit:
+                close = getattr(replies, "close", None)
+                if close is not None:
+                    ctx.run(close)
+                raise
             except Exception as exc:
                 _abort(context, exc)
 
@@ -78,7 +134,7 @@ def _method_handler(core: Any, method: MethodDescriptor) -> grpc.RpcMethodHandle
 
     def unary(request: Any, context: grpc.ServicerContext) -> Message:
         try:
-            return impl(request)  # type: ignore[no-any-return]
+            return admit(context).run(impl, request)  # type: ignore[no-any-return]
         except Exception as exc:
             _abort(context, exc)
             raise  # unreachable: abort raises
@@ -88,18 +144,37 @@ def _method_handler(core: Any, method: MethodDescriptor) -> grpc.RpcMethodHandle
     return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
 
 
-def core_handler(service: ServiceDescriptor, core: Any) -> grpc.GenericRpcHandler:
-    """A gRPC handler serving every method of ``service`` from ``core``."""
-    handlers = {m.name: _method_handler(core, m) for m in service.methods}
+def core_handler(service: ServiceDescriptor, core: Any, guard: Guard | None = None) -> grpc.GenericRpcHandler:
+    """A gRPC handler serving every method of ``service`` from ``core``.
+
+    With a ``guard``, every call is first shown to it; its verdict is the call's
+    ``callctx.current_caller()`` and a TardisError it raises refuses the call.
+    """
+    handlers = {m.name: _method_handler(core, m, guard) for m in service.methods}
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
-def make_server(address: str, handlers: Iterable[grpc.GenericRpcHandler], workers: int = 16) -> tuple[grpc.Server, int]:
-    """Start a server on ``address``; returns it with the bound port (0 for Unix sockets)."""
+def make_server(
+    address: str,
+    handlers: Iterable[grpc.GenericRpcHandler],
+    workers: int = 16,
+    *,
+    tls: ServerTLS | None = None,
+) -> tuple[grpc.Server, int]:
+    """Start a server on ``address`` (with TLS when given); returns it with the bound port
+    (0 for Unix sockets)."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=SERVER_OPTIONS)
     server.add_generic_rpc_handlers(tuple(handlers))
     try:
-        port = server.add_insecure_port(address)
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            credentials = grpc.ssl_server_credentials(
+                [(tls.key_pem, tls.cert_pem)],
+                root_certificates=tls.client_ca_pem,
+                require_client_auth=tls.client_ca_pem is not None,
+            )
+            port = server.add_secure_port(address, credentials)
     except RuntimeError:
         raise errors.Unavailable(f"cannot listen on {address}: address in use or not available") from None
     if port == 0 and not address.startswith("unix:"):
@@ -134,16 +209,104 @@ def _probe(address: str, timeout: float) -> None:
         probe.close()
 
 
-def open_channel(address: str, timeout: float = CONNECT_TIMEOUT) -> grpc.Channel:
-    """A channel to ``address`` that is known to be reachable, or Unavailable."""
+def _ready_or_failed(channel: grpc.Channel, timeout: float) -> grpc.ChannelConnectivity | None:
+    """The first READY or TRANSIENT_FAILURE state of ``channel`` within ``timeout``, or None."""
+    seen: list[grpc.ChannelConnectivity] = []
+    event = threading.Event()
+
+    def watch(state: grpc.ChannelConnectivity) -> None:
+        if state in (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE) and not seen:
+            seen.append(state)
+            # Unsubscribe here, on grpc's delivery thread, as channel_ready_future does: doing it
+            # from the caller's thread can leave a channel that hangs the interpreter's exit.
+            channel.unsubscribe(watch)
+            event.set()
+
+    channel.subscribe(watch, try_to_connect=True)
+    if not event.wait(timeout):
+        channel.unsubscribe(watch)
+    return seen[0] if seen else None
+
+
+def open_channel(address: str, timeout: float = CONNECT_TIMEOUT, *, tls: ClientTLS | None = None) -> grpc.Channel:
+    """A channel to ``address`` (over TLS when given) that is known to work, or Unavailable.
+
+    The server is known to listen (a TCP probe passed), so a connection that fails at once
+    is a failed handshake: TLS against a plain server or the reverse, a certificate that
+    does not match, or a server that wants a client certificate.
+    """
     _probe(address, timeout)
-    channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
-    try:
-        grpc.channel_ready_future(channel).result(timeout=timeout)
-    except grpc.FutureTimeoutError:
-        channel.close()
-        raise errors.Unavailable(f"cannot reach server at {address}: no answer in {timeout:.0f} s") from None
-    return channel
+    if tls is None:
+        channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        failure = "the connection handshake failed (does the server require TLS?)"
+    else:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=tls.root_pem,
+            private_key=tls.client_key_pem,
+            certificate_chain=tls.client_cert_pem,
+        )
+        options: list[tuple[str, Any]] = list(CHANNEL_OPTIONS)
+        if tls.server_name:
+            options.append(("grpc.ssl_target_name_override", tls.server_name))
+        channel = grpc.secure_channel(address, credentials, options=options)
+        failure = (
+            "the TLS handshake failed (the server does not use TLS, its certificate is not trusted, "
+            "or it wants a client certificate)"
+        )
+    state = _ready_or_failed(channel, timeout)
+    if state is grpc.ChannelConnectivity.READY:
+        return channel
+    channel.close()
+    if state is None:
+        raise errors.Unavailable(f"cannot reach server at {address}: no answer in {timeout:.0f} s")
+    raise errors.Unavailable(f"cannot connect to {address}: {failure}")
+
+
+class _CallDetails(NamedTuple):
+    method: str
+    timeout: float | None
+    metadata: Sequence[tuple[str, str]] | None
+    credentials: grpc.CallCredentials | None
+    wait_for_ready: bool | None
+    compression: grpc.Compression | None
+
+
+class _MetadataInterceptor(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    def __init__(self, metadata: Metadata) -> None:
+        self._metadata = metadata
+
+    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        extra = [*(details.metadata or ()), *self._metadata()]
+        return _CallDetails(  # type: ignore[return-value]
+            details.method,
+            details.timeout,
+            extra,
+            details.credentials,
+            getattr(details, "wait_for_ready", None),
+            getattr(details, "compression", None),
+        )
+
+    def intercept_unary_unary(self, continuation: Any, details: grpc.ClientCallDetails, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: grpc.ClientCallDetails, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: grpc.ClientCallDetails, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: grpc.ClientCallDetails, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+def with_metadata(channel: grpc.Channel, metadata: Metadata) -> grpc.Channel:
+    """``channel`` sending ``metadata()`` with every call, for clients built on a channel alone."""
+    return grpc.intercept_channel(channel, _MetadataInterceptor(metadata))
 
 
 def translate(exc: grpc.RpcError) -> errors.TardisError:
@@ -170,29 +333,42 @@ def translate(exc: grpc.RpcError) -> errors.TardisError:
 class RpcClient:
     """Base of the per-service gRPC clients: calls a stub method and translates errors."""
 
-    def __init__(self, channel: grpc.Channel, stub: Any, timeout: float | None = None, compress: bool = False) -> None:
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        stub: Any,
+        timeout: float | None = None,
+        compress: bool = False,
+        metadata: Metadata | None = None,
+    ) -> None:
         self.channel = channel
         self._stub = stub
         self._timeout = timeout
+        self._metadata = metadata
         # Metadata batches compress well; object data is compressed already, so only unary
         # calls are compressed (the seed's CompressMsgs).
         self._compression = grpc.Compression.Gzip if compress else None
 
+    def _call_metadata(self) -> list[tuple[str, str]] | None:
+        return list(self._metadata()) if self._metadata is not None else None
+
     def _unary(self, name: str, request: Any) -> Any:
         try:
-            return getattr(self._stub, name)(request, timeout=self._timeout, compression=self._compression)
+            return getattr(self._stub, name)(
+                request, timeout=self._timeout, compression=self._compression, metadata=self._call_metadata()
+            )
         except grpc.RpcError as exc:
             raise translate(exc) from None
 
     def _stream_in(self, name: str, requests: Iterator[Any]) -> Any:
         try:
-            return getattr(self._stub, name)(requests)
+            return getattr(self._stub, name)(requests, metadata=self._call_metadata())
         except grpc.RpcError as exc:
             raise translate(exc) from None
 
     def _stream_out(self, name: str, request: Any) -> Iterator[Any]:
         try:
-            yield from getattr(self._stub, name)(request)
+            yield from getattr(self._stub, name)(request, metadata=self._call_metadata())
         except grpc.RpcError as exc:
             raise translate(exc) from None
 

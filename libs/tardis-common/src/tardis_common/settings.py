@@ -322,6 +322,9 @@ class ClientSettings(_LayeredSettings):
     password_prog: Annotated[OptStr, K("PasswordProg", "PassswordProg")] = None
     crypt: Annotated[bool, K("Crypt")] = True
     keyfile: Annotated[OptStr, K("KeyFile", env="TARDIS_KEYFILE")] = None
+    admin_secret_file: Annotated[OptStr, K("AdminSecretFile", env="TARDIS_ADMIN_SECRET_FILE")] = None
+    tls: Annotated[Literal["auto", "on", "off"], K("TLS", env="TARDIS_TLS"), BeforeValidator(_lower)] = "auto"
+    ca_file: Annotated[OptStr, K("CAFile", env="TARDIS_CA_FILE")] = None
     compress_data: Annotated[
         Literal["none", "zstd", "zlib", "bzip", "lzma", "lz4"], K("CompressData"), BeforeValidator(_lower)
     ] = "zstd"
@@ -447,6 +450,9 @@ class DaemonSettings(_LayeredSettings):
     db_backups: Annotated[int, K("DBBackups"), Field(ge=0)] = 5
     link_basis: Annotated[bool, K("LinkBasis")] = False
     allow_anonymous: Annotated[bool, K("AllowAnonymous")] = False
+    admin_secret_file: Annotated[OptStr, K("AdminSecretFile", env="TARDIS_ADMIN_SECRET_FILE")] = None
+    server_key_file: Annotated[OptStr, K("ServerKeyFile", env="TARDIS_SERVER_KEY_FILE")] = None
+    token_lifetime: Annotated[float, K("TokenLifetime"), Field(gt=0)] = 900.0
 
     @classmethod
     def section_name(cls, job: str | None, defaults: Mapping[str, str]) -> str:

@@ -15,6 +15,15 @@ class CatalogClient(CatalogCalls):
         stub = catalog_pb2_grpc.CatalogServiceStub(channel)  # type: ignore[no-untyped-call]
         super().__init__(channel, stub, timeout)
 
+    def create_client(self, request: cat.ClientRequest) -> common.ClientInfo:
+        return self._unary("CreateClient", request)  # type: ignore[no-any-return]
+
+    def get_credentials(self, request: cat.ClientRequest) -> common.Credentials:
+        return self._unary("GetCredentials", request)  # type: ignore[no-any-return]
+
+    def set_credentials(self, request: common.Credentials) -> common.Credentials:
+        return self._unary("SetCredentials", request)  # type: ignore[no-any-return]
+
     def get_client(self, request: cat.ClientRequest) -> common.ClientInfo:
         return self._unary("GetClient", request)  # type: ignore[no-any-return]
 

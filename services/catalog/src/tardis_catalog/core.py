@@ -174,6 +174,45 @@ class CatalogCore:
                 created_ns=int(meta.get("created_ns", "0")),
             )
 
+    # -- credentials ------------------------------------------------------------------------
+
+    def get_credentials(self, request: cat.ClientRequest) -> common.Credentials:
+        with self._db(request.client) as conn:
+            row = conn.execute(
+                "SELECT kdf_params, srp_salt, srp_verifier, wrapped_keys, encrypted FROM credentials WHERE id = 1"
+            ).fetchone()
+        if row is None:
+            return common.Credentials(client=request.client, present=False)
+        return common.Credentials(
+            client=request.client,
+            present=True,
+            kdf_params=bytes(row[0]),
+            srp_salt=bytes(row[1]),
+            srp_verifier=bytes(row[2]),
+            wrapped_keys=bytes(row[3]),
+            encrypted=bool(row[4]),
+        )
+
+    def set_credentials(self, request: common.Credentials) -> common.Credentials:
+        """Replace the client's credentials; ``present = False`` removes them."""
+        if request.present and not (request.kdf_params and request.srp_salt and request.srp_verifier):
+            raise InvalidArgument("credentials need KDF parameters, an SRP salt and a verifier")
+        with self._db(request.client) as conn, db.write_tx(conn, full_sync=True):
+            conn.execute("DELETE FROM credentials")
+            if request.present:
+                conn.execute(
+                    "INSERT INTO credentials (id, kdf_params, srp_salt, srp_verifier, wrapped_keys, encrypted)"
+                    " VALUES (1, ?, ?, ?, ?, ?)",
+                    (
+                        request.kdf_params,
+                        request.srp_salt,
+                        request.srp_verifier,
+                        request.wrapped_keys,
+                        int(request.encrypted),
+                    ),
+                )
+        return self.get_credentials(cat.ClientRequest(client=request.client))
+
     # -- sets -------------------------------------------------------------------------------
 
     def begin_set(self, request: cat.BeginSetRequest) -> cat.BeginSetReply:
@@ -210,8 +249,9 @@ class CatalogCore:
                     raise AlreadyExists(f"backup set name {request.name} is already used by set {taken[0]}")
             if current:
                 conn.execute(
-                    "UPDATE sets SET session = ?, explicit_priority = ?, pending_tags = ? WHERE set_id = ?",
-                    (request.session, request.priority, json.dumps(list(request.tags)), current),
+                    "UPDATE sets SET session = ?, explicit_priority = ?, pending_tags = ?, command_line = ?"
+                    " WHERE set_id = ?",
+                    (request.session, request.priority, json.dumps(list(request.tags)), request.command_line, current),
                 )
                 if request.name:
                     conn.execute(
@@ -222,7 +262,8 @@ class CatalogCore:
             else:
                 cur = conn.execute(
                     "INSERT INTO sets (name, session, start_ns, client_time_ns, client_version, server_version,"
-                    " explicit_name, explicit_priority, pending_tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " explicit_name, explicit_priority, pending_tags, command_line)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         request.name or naming.incomplete_name(request.session),
                         request.session,
@@ -233,6 +274,7 @@ class CatalogCore:
                         1 if request.name else 0,
                         request.priority,
                         json.dumps(list(request.tags)),
+                        request.command_line,
                     ),
                 )
                 set_id, resumed = int(cur.lastrowid or 0), False
@@ -261,6 +303,11 @@ class CatalogCore:
             ).fetchone()
             if explicit_priority:
                 priority = explicit_priority
+            if request.manifest_id:
+                held = conn.execute("SELECT 1 FROM objects WHERE address = ?", (request.manifest_id,)).fetchone()
+                if held is None:
+                    raise InvalidArgument(f"the manifest object of backup set {set_id} was never stored")
+                conn.execute("UPDATE sets SET manifest = ? WHERE set_id = ?", (request.manifest_id, set_id))
             conn.execute(
                 "UPDATE sets SET name = ?, priority = ?, completed = 1, end_ns = ?, client_end_ns = ?,"
                 " pending_tags = '', keep_days = ? WHERE set_id = ?",
@@ -363,8 +410,14 @@ class CatalogCore:
                         r[0]
                         for r in conn.execute(
                             "SELECT set_id FROM sets WHERE completed = 1 AND locked = 0 AND set_id != ?"
-                            " AND priority <= ? AND end_ns < ?",
-                            (newest, request.max_priority, request.before_ns),
+                            " AND priority <= ? AND end_ns < ?"
+                            + (
+                                " AND keep_days > 0 AND end_ns + keep_days * ? < ?"
+                                if request.within_keep_periods
+                                else ""
+                            ),
+                            (newest, request.max_priority, request.before_ns)
+                            + ((DAY_NS, self._clock.now_ns()) if request.within_keep_periods else ()),
                         )
                     ]
             return self._remove(conn, sorted(set(chosen)))
@@ -389,6 +442,7 @@ class CatalogCore:
         orphans = conn.execute(
             "WITH RECURSIVE needed(id) AS ("
             " SELECT DISTINCT object_id FROM entries WHERE object_id IS NOT NULL"
+            " UNION SELECT o.object_id FROM sets s JOIN objects o ON o.address = s.manifest"
             " UNION SELECT o.basis_id FROM objects o JOIN needed n ON o.object_id = n.id"
             " WHERE o.basis_id IS NOT NULL)"
             " SELECT object_id, address, stored_size FROM objects WHERE object_id NOT IN (SELECT id FROM needed)"

@@ -11,10 +11,11 @@ from pathlib import Path
 from types import FrameType
 
 from tardis_common.errors import TardisError
-from tardis_common.rpc import make_server
+from tardis_common.rpc import core_handler, make_server
+from tardis_common.service_auth import add_internal_server_options, internal_server_security
 
 from .core import CatalogCore
-from .grpc_service import handler
+from .grpc_service import SERVICE
 
 DEFAULT_LISTEN = "127.0.0.1:7421"
 PROG = "tardis-catalog"
@@ -30,6 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_false",
         help="refuse catalogs with an older schema instead of converting them",
     )
+    add_internal_server_options(parser)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     return parser.parse_args(argv)
 
@@ -70,15 +72,29 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    core = CatalogCore(args.basedir, allow_upgrades=args.upgrades)
     try:
-        server, port = make_server(args.listen, [handler(core)])
+        guard, tls, notice = internal_server_security(
+            args.listen,
+            secret_file=args.service_secret_file,
+            cert_file=args.tls_cert,
+            key_file=args.tls_key,
+            client_ca_file=args.tls_client_ca,
+        )
     except TardisError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    core = CatalogCore(args.basedir, allow_upgrades=args.upgrades)
+    try:
+        server, port = make_server(args.listen, [core_handler(SERVICE, core, guard)], tls=tls)
+    except TardisError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        core.close()
         return 1
     except RuntimeError as exc:  # grpc refuses some malformed addresses this way
         print(f"{PROG}: cannot listen on {args.listen}: {exc}", file=sys.stderr)
         return 1
+    if notice:
+        print(f"{PROG}: {notice}", file=sys.stderr, flush=True)
     print(f"{PROG} listening on {shown_address(args.listen, port)}", file=sys.stderr, flush=True)
     try:
         while not stop.wait(1.0):

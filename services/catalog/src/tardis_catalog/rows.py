@@ -26,7 +26,7 @@ LEFT JOIN objects o ON o.object_id = e.object_id
 
 SET_SELECT = """
 SELECT set_id, name, session, completed, priority, locked, start_ns, end_ns, client_time_ns,
-       client_version, server_version, files_full, files_delta, bytes_received
+       client_version, server_version, files_full, files_delta, bytes_received, manifest, command_line
 FROM sets
 """
 
@@ -91,6 +91,8 @@ def set_from_row(row: Sequence[Any]) -> common.BackupSet:
         files_full=to_u64(row[11]),
         files_delta=to_u64(row[12]),
         bytes_received=to_u64(row[13]),
+        manifest_id=bytes(row[14] or b""),
+        command_line=row[15] or "",
     )
 
 

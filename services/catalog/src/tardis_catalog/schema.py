@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA_V1: list[str] = [
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -98,7 +98,22 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE sets ADD COLUMN keep_days INTEGER NOT NULL DEFAULT 0")
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
+def _v2_to_v3(conn: sqlite3.Connection) -> None:
+    """Encryption and login: credentials, each set's manifest object and recorded command line."""
+    conn.execute(
+        """CREATE TABLE credentials (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        kdf_params BLOB NOT NULL,
+        srp_salt BLOB NOT NULL,
+        srp_verifier BLOB NOT NULL,
+        wrapped_keys BLOB NOT NULL,
+        encrypted INTEGER NOT NULL)"""
+    )
+    conn.execute("ALTER TABLE sets ADD COLUMN manifest BLOB")
+    conn.execute("ALTER TABLE sets ADD COLUMN command_line TEXT NOT NULL DEFAULT ''")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def get_version(conn: sqlite3.Connection) -> int:

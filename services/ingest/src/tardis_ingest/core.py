@@ -7,6 +7,7 @@ blobstore owns objects, and the session id carries the rest (see session.py).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Iterator, Sequence
 
 from tardis.v1 import blobstore_pb2 as bs
@@ -15,12 +16,21 @@ from tardis.v1 import common_pb2 as common
 from tardis.v1 import ingest_pb2 as ing
 
 from tardis_common.clock import Clock, SystemClock
-from tardis_common.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, VersionMismatch
+from tardis_common.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    VersionMismatch,
+)
 from tardis_common.interfaces import BlobStore, Catalog
 from tardis_common.names import check_client_name
 from tardis_common.version import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, __version__, compatible
 
+from .access import Access, AccessPolicy
 from .decide import Outcome, Policy, Previous, after_checksum, decide
+from .login import Logins
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -41,18 +51,62 @@ class IngestCore:
         blobstore: BlobStore,
         *,
         clock: Clock | None = None,
-        allow_new_clients: bool = True,
         policy: Policy | None = None,
-        allow_admin: bool = False,
+        access: AccessPolicy | None = None,
+        server_key: bytes | None = None,
+        token_lifetime_s: float = 900.0,
     ) -> None:
+        """``access`` says who may call (embedded by default: the process owns the repository);
+        ``server_key`` seals login handshakes and tokens (shared by every replica; a random
+        one is fine for a single process)."""
         self.catalog = catalog
         self.blobstore = blobstore
         self.clock = clock or SystemClock()
-        self.allow_new_clients = allow_new_clients
         self.policy = policy or Policy()
-        # Admin calls (setconfig, later delete and unlock) need a credential; until logins
-        # exist they are allowed only where the caller owns the repository (embedded mode).
-        self.allow_admin = allow_admin
+        self.access = Access(catalog, access or AccessPolicy())
+        self.logins = Logins(catalog, self.access, server_key or os.urandom(32), self.clock, token_lifetime_s)
+
+    @property
+    def allow_new_clients(self) -> bool:
+        return self.access.policy.allow_new_clients
+
+    def _session(self, encoded: str) -> Session:
+        """Decode a session id and check the caller may act for its client."""
+        session = Session.decode(encoded)
+        self.access.require_client(session.client)
+        return session
+
+    def _client(self, name: str) -> str:
+        client = check_client_name(name)
+        self.access.require_client(client)
+        return client
+
+    # -- login -----------------------------------------------------------------------------
+
+    def login_start(self, request: ing.LoginStartRequest) -> ing.LoginStartReply:
+        return self.logins.start(request)
+
+    def login_finish(self, request: ing.LoginFinishRequest) -> ing.LoginFinishReply:
+        return self.logins.finish(request)
+
+    def renew_token(self, request: ing.RenewTokenRequest) -> ing.RenewTokenReply:
+        return self.logins.renew(request)
+
+    def _check_credentials(self, credentials: common.Credentials) -> None:
+        policy = self.access.policy
+        if policy.require_password and not (credentials.present and credentials.encrypted):
+            raise PermissionDenied(
+                f"this server requires every client to be encrypted with a password; {credentials.client} is not"
+            )
+
+    def set_credentials(self, request: common.Credentials) -> common.Credentials:
+        """Add, change or remove a client's password and keys; the verifier never goes back."""
+        client = self._client(request.client)
+        self._check_credentials(request)
+        self.catalog.set_credentials(request)
+        self.access.forget(client)
+        log.info("client %s: credentials %s", client, "set" if request.present else "removed")
+        return _public(self.catalog.get_credentials(cat.ClientRequest(client=client)))
 
     # -- handshake -------------------------------------------------------------------------
 
@@ -66,17 +120,13 @@ class IngestCore:
         check_version(request.client_version, request.protocol_version)
         client = check_client_name(request.client)
         if request.create:
-            if not self.allow_new_clients:
-                raise PermissionDenied(f"this server does not allow new clients; cannot create {client}")
-            try:
-                self.catalog.create_client(cat.ClientRequest(client=client))
-            except AlreadyExists:
-                raise AlreadyExists(f"client {client} already exists; run without --create") from None
+            self.create_client(ing.CreateClientRequest(client=client), existing_hint=True)
         else:
             try:
                 self.catalog.get_client(cat.ClientRequest(client=client))
             except NotFound:
                 raise NotFound(f"client {client} does not exist; use --create for its first backup") from None
+        self.access.require_client(client)
         nonce = Session.new_nonce()
         begun = self.catalog.begin_set(
             cat.BeginSetRequest(
@@ -90,6 +140,7 @@ class IngestCore:
                 name=request.name,
                 priority=request.priority,
                 tags=request.tags,
+                command_line=request.command_line,
             )
         )
         session = Session(client, begun.set.id, begun.fence, nonce)
@@ -156,7 +207,7 @@ class IngestCore:
         return reply
 
     def submit_entries(self, request: ing.SubmitEntriesRequest) -> ing.SubmitEntriesReply:
-        session = Session.decode(request.session)
+        session = self._session(request.session)
         previous, held = self._previous(session, request.groups)
         entries = [_copy(e) for g in request.groups for e in g.entries]
         outcomes = [
@@ -167,7 +218,7 @@ class IngestCore:
 
     def check_content(self, request: ing.SubmitEntriesRequest) -> ing.SubmitEntriesReply:
         """Entries answered SEND_CHECKSUM, now with their content hash in ``object_id``."""
-        session = Session.decode(request.session)
+        session = self._session(request.session)
         previous, _ = self._previous(session, request.groups)
         entries = [_copy(e) for g in request.groups for e in g.entries]
         if any(not e.object_id for e in entries):
@@ -189,7 +240,7 @@ class IngestCore:
             first = next(iterator)
         except StopIteration:
             raise InvalidArgument("empty upload stream") from None
-        session = Session.decode(first.session)
+        session = self._session(first.session)
         pending: dict[int, tuple[common.DirPath, common.Entry] | None] = {}
         groups: list[common.EntryGroup] = []
         objects: list[common.ObjectInfo] = []
@@ -273,7 +324,7 @@ class IngestCore:
         The catalog forgets expired sets' orphaned objects first; only then are they deleted
         from the blobstore, so no later session can be told an object exists that is gone.
         """
-        session = Session.decode(request.session)
+        session = self._session(request.session)
         expired = self.catalog.expire_sets(
             cat.ExpireSetsRequest(client=session.client, set_id=session.set_id, fence=session.fence)
         )
@@ -285,6 +336,7 @@ class IngestCore:
                 set_id=session.set_id,
                 fence=session.fence,
                 client_end_time_ns=request.client_end_time_ns,
+                manifest_id=request.manifest_id,
             )
         )
         log.info("client %s: completed set %d as %s", session.client, done.id, done.name)
@@ -300,64 +352,86 @@ class IngestCore:
     # -- read side -------------------------------------------------------------------------
 
     def list_sets(self, request: cat.ClientRequest) -> cat.ListSetsReply:
-        check_client_name(request.client)
+        self._client(request.client)
         return self.catalog.list_sets(request)
 
     def lookup_path(self, request: cat.LookupPathRequest) -> cat.LookupPathReply:
-        check_client_name(request.client)
+        self._client(request.client)
         return self.catalog.lookup_path(request)
 
     def read_tree(self, request: cat.ReadTreeRequest) -> Iterator[common.StoredEntries]:
-        check_client_name(request.client)
+        self._client(request.client)
         return self.catalog.read_tree(request)
 
     def get_object_info(self, request: cat.ObjectIdsRequest) -> cat.ObjectInfoReply:
-        check_client_name(request.client)
+        self._client(request.client)
         return self.catalog.get_object_info(request)
 
     def list_objects(self, request: cat.ClientRequest) -> Iterator[cat.ObjectInfoReply]:
-        check_client_name(request.client)
+        self._client(request.client)
         return self.catalog.list_objects(request)
 
     def stat_objects(self, request: bs.StatObjectsRequest) -> bs.StatObjectsReply:
-        check_client_name(request.client)
+        self._client(request.client)
         self.catalog.get_client(cat.ClientRequest(client=request.client))
         return self.blobstore.stat_objects(request)
 
-    def create_client(self, request: cat.ClientRequest) -> common.ClientInfo:
+    def create_client(self, request: ing.CreateClientRequest, existing_hint: bool = False) -> common.ClientInfo:
+        """A new client, with its credentials when it has a password (sonic create, tardis --create)."""
         client = check_client_name(request.client)
-        if not self.allow_new_clients:
+        if not self.allow_new_clients and not self.access.is_privileged():
             raise PermissionDenied(f"this server does not allow new clients; cannot create {client}")
-        return self.catalog.create_client(request)
+        credentials = common.Credentials()
+        credentials.CopyFrom(request.credentials)
+        credentials.client = client
+        self._check_credentials(credentials)
+        caller = self.access.caller()
+        if caller.kind == "client":
+            raise PermissionDenied(f"logged in as client {caller.client}; cannot create client {client}")
+        anonymous_ok = self.access.policy.allow_anonymous or self.access.identity().local_socket
+        if caller.kind == "anonymous" and not credentials.present and not anonymous_ok:
+            raise Unauthenticated(f"this server does not allow clients without a password; cannot create {client}")
+        try:
+            info = self.catalog.create_client(cat.ClientRequest(client=client))
+        except AlreadyExists:
+            hint = "; run without --create" if existing_hint else ""
+            raise AlreadyExists(f"client {client} already exists{hint}") from None
+        if credentials.present:
+            self.catalog.set_credentials(credentials)
+        return info
 
     def get_client_config(self, request: cat.ClientRequest) -> cat.ClientConfig:
-        check_client_name(request.client)
+        self._client(request.client)
         return self.catalog.get_client_config(request)
 
     def set_client_config(self, request: cat.ClientConfig) -> cat.ClientConfig:
         check_client_name(request.client)
-        if not self.allow_admin:
-            raise PermissionDenied("changing a client's settings needs an admin credential on this server")
+        self.access.require_admin("changing a client's settings")
         return self.catalog.set_client_config(request)
 
     def update_set(self, request: cat.UpdateSetRequest) -> common.BackupSet:
-        check_client_name(request.client)
-        if request.set_locked and not request.locked and not self.allow_admin:
-            raise PermissionDenied("unlocking a backup set needs an admin credential on this server")
+        self._client(request.client)
+        if request.set_locked and not request.locked:
+            self.access.require_admin("unlocking a backup set")
         return self.catalog.update_set(request)
 
     def remove_sets(self, request: cat.RemoveSetsRequest) -> cat.ExpireSetsReply:
-        """Delete or purge sets, then delete the objects the catalog has already forgotten."""
-        check_client_name(request.client)
-        if request.set_ids and not self.allow_admin:
-            raise PermissionDenied("deleting backup sets needs an admin credential on this server")
+        """Delete or purge sets, then delete the objects the catalog has already forgotten.
+
+        Without admin rights a purge keeps every set inside its KeepPeriods."""
+        self._client(request.client)
+        if request.set_ids:
+            self.access.require_admin("deleting backup sets")
+        if not self.access.is_privileged() and request.purge and not request.incomplete:
+            request = _copy_message(request)
+            request.within_keep_periods = True
         removed = self.catalog.remove_sets(request)
         if removed.orphans:
             self.blobstore.delete_objects(bs.DeleteObjectsRequest(client=request.client, object_ids=removed.orphans))
         return removed
 
     def read_objects(self, request: bs.GetObjectsRequest) -> Iterator[bs.GetObjectsReply]:
-        check_client_name(request.client)
+        self._client(request.client)
         self.catalog.get_client(cat.ClientRequest(client=request.client))
         return self.blobstore.get_objects(request)
 
@@ -369,6 +443,20 @@ _ACTIONS = {
     Outcome.CHECKSUM: ing.ACTION_SEND_CHECKSUM,
     Outcome.DELTA: ing.ACTION_SEND_DELTA,
 }
+
+
+def _public(credentials: common.Credentials) -> common.Credentials:
+    """Credentials as a client may see them: never the verifier."""
+    shown = common.Credentials()
+    shown.CopyFrom(credentials)
+    shown.ClearField("srp_verifier")
+    return shown
+
+
+def _copy_message(request: cat.RemoveSetsRequest) -> cat.RemoveSetsRequest:
+    copy = cat.RemoveSetsRequest()
+    copy.CopyFrom(request)
+    return copy
 
 
 def _copy(entry: common.Entry) -> common.Entry:

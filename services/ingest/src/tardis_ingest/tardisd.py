@@ -16,10 +16,13 @@ from tardis_common.errors import TardisError
 from tardis_common.rpc import make_server
 from tardis_common.serving import display_address, serve_until_signalled
 from tardis_common.settings import DaemonSettings, load_daemon_settings
+from tardis_common.tls import is_loopback, listener_tls
 
+from .access import AccessPolicy
 from .core import IngestCore
 from .decide import Policy
-from .grpc_service import handler
+from .grpc_service import handler, ingest_guard
+from .security import load_admin_secret, server_key_for
 
 
 def parser() -> argparse.ArgumentParser:
@@ -31,6 +34,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--basedir", "-b", default=S, help="directory holding every client's repository")
     p.add_argument("--local", default=S, help="serve on this Unix socket instead of TCP")
     p.add_argument("--allow-new-hosts", action="store_true", default=S, dest="allow_new_hosts")
+    p.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        default=S,
+        dest="allow_anonymous",
+        help="let clients without a password use this server over TCP",
+    )
+    p.add_argument("--require-password", action="store_true", default=S, dest="require_password")
+    p.add_argument("--admin-secret-file", default=S, dest="admin_secret_file", help="file holding the admin credential")
+    p.add_argument("--server-key-file", default=S, dest="server_key_file", help="key sealing logins and tokens")
     p.add_argument("--allow-schema-upgrades", action="store_true", default=S, dest="allow_schema_upgrades")
     p.add_argument("--logfile", "-l", default=S)
     p.add_argument("-v", "--verbose", action="count", default=S)
@@ -71,9 +84,31 @@ def main(argv: list[str] | None = None) -> int:
             max_change_percent=settings.max_change_percent,
             save_full=settings.save_full,
         )
-        core = IngestCore(catalog, BlobStoreCore(base), allow_new_clients=settings.allow_new_hosts, policy=policy)
+        access = AccessPolicy(
+            trust_local=False,
+            allow_anonymous=settings.allow_anonymous,
+            allow_new_clients=settings.allow_new_hosts,
+            require_password=settings.require_password,
+        )
+        core = IngestCore(
+            catalog,
+            BlobStoreCore(base),
+            policy=policy,
+            access=access,
+            server_key=server_key_for(settings.server_key_file, base),
+            token_lifetime_s=settings.token_lifetime,
+        )
+        guard = ingest_guard(core.logins.tokens.check, load_admin_secret(settings.admin_secret_file))
         address = listen_address(settings)
-        server, port = make_server(address, [handler(core)])
+        tls, notice = listener_tls(
+            address,
+            cert_file=settings.certfile,
+            key_file=settings.keyfile,
+            tls_dir=None if is_loopback(address) and not settings.ssl else str(base / ".tardis-tls"),
+        )
+        server, port = make_server(address, [handler(core, guard)], tls=tls)
+        if notice:
+            print(f"tardisd: {notice}", file=sys.stderr, flush=True)  # before the "listening on" banner
     except (TardisError, RuntimeError) as exc:
         print(f"tardisd: error: {exc}", file=sys.stderr)
         return 1
