@@ -23,3 +23,15 @@ echo "== regenerate the newest set"
 $BIN/regenerate --repository "$REPO" -o "$OUT/restore" "$SAMPLE"
 diff -r "$SAMPLE" "$OUT/restore/sample"
 echo "== restored tree equals the original: OK"
+
+echo "== the same with a password: an encrypted client"
+PWFILE="$PWD/$OUT/password"
+echo "demo password" >"$PWFILE"
+$BIN/tardis --repository "$PWD/$OUT/repo/secret" --create --password-file "$PWFILE" "$SAMPLE"
+$BIN/regenerate --repository "$PWD/$OUT/repo/secret" --password-file "$PWFILE" -o "$OUT/restore-secret" "$SAMPLE"
+diff -r "$SAMPLE" "$OUT/restore-secret/sample"
+if grep -rq "changed by the demo" "$OUT/repo/secret"; then
+  echo "plaintext found in the encrypted repository" >&2
+  exit 1
+fi
+echo "== encrypted restore equals the original, and the repository holds no plaintext: OK"

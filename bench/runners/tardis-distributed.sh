@@ -7,13 +7,13 @@
 source "$(dirname "${BASH_SOURCE[0]}")/_tardis.bash"
 DPID_FILE="$STATE/tardisd.pid"
 
-tool_config() { echo "no encryption (not in this release); compression zstd (default, files >= 4 KiB); whole-file objects with rdiff deltas and dedup by hash, no chunking; tardisd on 127.0.0.1 (gRPC, plaintext)"; }
+tool_config() { echo "unencrypted, anonymous (AllowAnonymous); compression zstd (default, files >= 4 KiB); whole-file objects with rdiff deltas and dedup by hash, no chunking; tardisd on 127.0.0.1 (gRPC, plaintext)"; }
 
 url() { echo "tardis://$(cat "$STATE/tardisd.addr")/$TARDIS_CLIENT"; }
 
 tool_init() {
   mkdir -p "$REPO"
-  "$TB/tardisd" --basedir "$REPO" --port 0 --allow-new-hosts </dev/null >"$STATE/tardisd.log" 2>&1 &
+  "$TB/tardisd" --basedir "$REPO" --port 0 --allow-new-hosts --allow-anonymous </dev/null >"$STATE/tardisd.log" 2>&1 &
   local pid=$! i addr
   echo "$pid" >"$DPID_FILE"
   date -u +%Y-%m-%dT%H:%M:%SZ >"$STATE/tardisd.started"

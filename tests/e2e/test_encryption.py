@@ -235,3 +235,25 @@ def test_canary_nothing_readable_on_the_server(
     assert _found(base, needles) == []
     assert _found(tmp_path / "local", needles) == []
     assert [n for n in needles if n in log.read_bytes()] == []
+
+
+def test_a_rolled_back_catalog_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repository = tmp_path / "repo" / "rolled"
+    source = make_tree(tmp_path / "src", files=10)
+    assert tardis("--repository", str(repository), "--create", "-P", PASSWORD, str(source)) == 0
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    for name in os.listdir(repository):
+        if name.startswith("tardis.db"):
+            shutil.copy2(repository / name, saved / name)
+    (source / "new.txt").write_text("second set\n")
+    assert tardis("--repository", str(repository), "-P", PASSWORD, str(source)) == 0
+    assert len(set_names(str(repository), capsys, "-P", PASSWORD)) == 2
+    for name in os.listdir(repository):  # the server shows its catalog as it was a set ago
+        if name.startswith("tardis.db"):
+            os.unlink(repository / name)
+    for name in os.listdir(saved):
+        shutil.copy2(saved / name, repository / name)
+    capsys.readouterr()
+    assert sonic.main(["list", "--repository", str(repository), "-P", PASSWORD]) == 0
+    assert "rolled back" in capsys.readouterr().err

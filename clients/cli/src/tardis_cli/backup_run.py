@@ -18,7 +18,7 @@ from tardis.v1 import ingest_pb2 as ing
 
 from tardis_common.cipher import Cipher
 from tardis_common.clock import Clock, SystemClock
-from tardis_common.errors import InvalidArgument
+from tardis_common.errors import Corrupt, InvalidArgument
 from tardis_common.faults import fault_point
 from tardis_common.interfaces import Ingest
 from tardis_common.objectformat import ObjectDecoder
@@ -28,7 +28,7 @@ from .excludes import Selection
 from .hashing import hash_file
 from .manifest_store import seal_set
 from .progress import Estimate, human, time_left
-from .upload import Upload, Uploader, UploadOptions, UploadStats
+from .upload import Upload, Uploader, UploadOptions, UploadStats, signature_identity
 from .walker import Group, Item, Walker
 
 log = logging.getLogger(__name__)
@@ -206,16 +206,25 @@ class BackupRun:
         signatures: dict[bytes, bytes] = {}
         decoders: dict[bytes, ObjectDecoder] = {}
         parts: dict[bytes, list[bytes]] = {}
+        damaged: set[bytes] = set()
         request = bs.GetObjectsRequest(client=self.client, object_ids=wanted, signatures=True)
         for reply in self.ingest.read_objects(request):
             for piece in reply.pieces:
-                if piece.missing:
+                if piece.missing or piece.object_id in damaged:
                     continue
-                decoder = decoders.setdefault(piece.object_id, ObjectDecoder(self.cipher))
-                parts.setdefault(piece.object_id, []).extend(decoder.feed(piece.data))
-                if piece.last:
-                    decoder.finish()
-                    signatures[piece.object_id] = b"".join(parts.pop(piece.object_id))
+                # A signature is bound to its object's address: another object's signature
+                # (swapped on the server) would make a delta that rebuilds the wrong file.
+                identity = signature_identity(piece.object_id)
+                decoder = decoders.setdefault(piece.object_id, ObjectDecoder(self.cipher, identity=identity))
+                try:
+                    parts.setdefault(piece.object_id, []).extend(decoder.feed(piece.data))
+                    if piece.last:
+                        decoder.finish()
+                        signatures[piece.object_id] = b"".join(parts.pop(piece.object_id))
+                except Corrupt as exc:
+                    log.warning("ignoring a damaged signature (the file is sent whole): %s", exc)
+                    damaged.add(piece.object_id)
+                    parts.pop(piece.object_id, None)
         for upload in uploads:
             if upload.basis:
                 upload.basis_signature = signatures.get(upload.basis, b"")

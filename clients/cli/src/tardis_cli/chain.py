@@ -42,7 +42,10 @@ class ChainReader:
 
     def _decode(self, object_id: bytes, out: BinaryIO, verify: bool) -> None:
         """Write the decoded bytes of one stored object (a full file or a delta) to ``out``."""
-        decoder = ObjectDecoder(self.cipher, object_id if verify else None, kind=KIND_FULL if verify else KIND_DELTA)
+        # A delta's identity record names the address of the full content it rebuilds.
+        decoder = ObjectDecoder(
+            self.cipher, object_id if verify else None, kind=KIND_FULL if verify else KIND_DELTA, identity=object_id
+        )
         request = bs.GetObjectsRequest(client=self.client, object_ids=[object_id])
         for reply in self.ingest.read_objects(request):
             for piece in reply.pieces:

@@ -13,6 +13,8 @@ from .credentials import make_credentials
 
 def create_client(repo: Repository, settings: ClientSettings, password: bytes | None) -> common.ClientInfo:
     """Create the client; with ``password`` its keys go to the catalog, or only to --keys FILE."""
+    repo.known.forget_newest_set(0)  # a new client at this address: what was seen there is gone
+    repo.known.forget_kdf()
     if password is None:
         return repo.ingest.create_client(ing.CreateClientRequest(client=repo.client))
     credentials, _keys, params = make_credentials(repo.client, password, encrypt=settings.crypt)

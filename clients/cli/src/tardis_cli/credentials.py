@@ -24,6 +24,17 @@ from tardis_common.interfaces import Ingest
 
 from .known_repos import KnownRepository
 
+_derived: dict[tuple[bytes, bytes], DerivedSecrets] = {}
+
+
+def derive_once(password: bytes, params: KdfParams) -> DerivedSecrets:
+    """The KDF's output, computed once per process for a password and parameters (creating a
+    client and then logging in, or a backup followed by its purge, would pay it twice)."""
+    key = (password, params.to_json())
+    if key not in _derived:
+        _derived[key] = derive(password, params)
+    return _derived[key]
+
 
 @dataclass
 class Unlocked:
@@ -49,7 +60,7 @@ def make_credentials(
 ) -> tuple[common.Credentials, KeySet | None, KdfParams]:
     """Fresh credentials for ``client``: new KDF salt, verifier, and (``encrypt``) wrapped keys."""
     params = params or new_params()
-    secrets = derive(password, params)
+    secrets = derive_once(password, params)
     srp_salt, verifier = make_verifier(client, secrets.auth_secret)
     if encrypt:
         keys = keys or KeySet.generate()
@@ -89,7 +100,7 @@ def login(
     params = KdfParams.from_json(first.kdf_params)
     check_params(params)
     known.check_kdf(params)
-    secrets = derive(password, params)
+    secrets = derive_once(password, params)
     srp = ClientLogin(client, secrets.auth_secret)
     started = ingest.login_start(ing.LoginStartRequest(client=client, a=srp.start()))
     proof = srp.respond(started.srp_salt, started.b)
@@ -112,7 +123,7 @@ def login(
     if keyfile:
         file_params, unlocked.wrapped = read_key_file(keyfile, client)
         if file_params != params:
-            kek = derive(password, file_params).kek
+            kek = derive_once(password, file_params).kek
     if not unlocked.wrapped:
         if not need_keys:
             return unlocked

@@ -8,6 +8,7 @@ session; FinishSession records its id on the set.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass, field
 
 from tardis.v1 import blobstore_pb2 as bs
 from tardis.v1 import catalog_pb2 as cat
@@ -101,19 +102,37 @@ _WORDS = {
 }
 
 
-def verify_set(ingest: Ingest, client: str, cipher: Cipher, key: bytes, backup_set: common.BackupSet) -> list[str]:
-    """One line per problem of the set's catalog against its manifest; [] when it matches."""
+@dataclass
+class SetCheck:
+    """A set's catalog checked against its manifest: one line per problem, and the
+    (encrypted) paths of the entries the manifest does not vouch for (changed or added);
+    when the set cannot be checked at all, the root counts as added (nothing is vouched for)."""
+
+    lines: list[str] = field(default_factory=list)
+    suspect: dict[Path, str] = field(default_factory=dict)  # path -> CHANGED or ADDED
+
+
+def check_set(ingest: Ingest, client: str, cipher: Cipher, key: bytes, backup_set: common.BackupSet) -> SetCheck:
+    """The set's catalog against its manifest; no lines when it matches."""
     name = backup_set.name
     try:
         manifest = fetch_manifest(ingest, client, cipher, backup_set)
         if manifest is None:
-            return [f"set {name} has no manifest"]
+            return SetCheck([f"set {name} has no manifest"], {(): ADDED})
         manifest.authenticate(key)
     except Corrupt as exc:
-        return [str(exc)]  # "the manifest of backup set NAME ..."
+        return SetCheck([str(exc)], {(): ADDED})  # "the manifest of backup set NAME ..."
     try:
         tree = ingest.read_tree(cat.ReadTreeRequest(client=client, set_id=backup_set.id, dir_id=0))
         problems = verify_tree(key, manifest, tree)
     except Corrupt as exc:
-        return [f"set {name}: {exc}"]
-    return sorted(f"set {name}: {show_path(cipher, p.path)} {_WORDS[p.what]}" for p in problems)
+        return SetCheck([f"set {name}: {exc}"], {(): ADDED})
+    return SetCheck(
+        sorted(f"set {name}: {show_path(cipher, p.path)} {_WORDS[p.what]}" for p in problems),
+        {p.path: p.what for p in problems if p.what != MISSING},
+    )
+
+
+def verify_set(ingest: Ingest, client: str, cipher: Cipher, key: bytes, backup_set: common.BackupSet) -> list[str]:
+    """One line per problem of the set's catalog against its manifest; [] when it matches."""
+    return check_set(ingest, client, cipher, key, backup_set).lines

@@ -19,12 +19,13 @@ from tardis_common.objectformat import KIND_FULL, ObjectDecoder
 from .chain import ChainReader
 from .connect import Repository, open_repository
 from .dates import date_arg, set_at
-from .manifest_store import verify_set
+from .manifest_store import SetCheck, check_set
 from .restore import OVERWRITE_MODES, VERIFY_ACTIONS, Restorer, RestoreStats, components_of
 from .sets import list_sets, resolve_set
 from .tool import run, settings_and_url, setup_logging
 
 PROG = "regenerate"
+DEFAULT_VERIFY_ACTION = "rename"  # for damaged content; an altered set needs --verify-action
 
 
 def parser() -> argparse.ArgumentParser:
@@ -68,8 +69,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--verify-action",
         choices=VERIFY_ACTIONS,
-        default="rename",
-        help="a file that fails the check: keep, rename (to NAME-CORRUPT-ID, default), delete",
+        default=None,
+        help="a file that fails the check: keep, rename (to NAME-CORRUPT-ID, default), delete; given"
+        " explicitly, a set that does not match its sealed manifest is restored too, each entry the"
+        " manifest does not vouch for handled the same way (without it, nothing is restored from such a set)",
     )
     p.add_argument(
         "--reduce-path",
@@ -157,8 +160,10 @@ def _regenerate(args: argparse.Namespace) -> int:
         def restorer(set_id: int) -> Restorer:
             nonlocal altered
             if set_id not in restorers:
+                checked = SetCheck()
                 if args.authenticate and set_id in by_id:
-                    altered += check_manifest(repo, by_id[set_id], args.verify_action)
+                    checked = check_manifest(repo, by_id[set_id], args.verify_action)
+                    altered += len(checked.lines)
                 restorers[set_id] = Restorer(
                     repo.ingest,
                     repo.client,
@@ -171,7 +176,8 @@ def _regenerate(args: argparse.Namespace) -> int:
                     overwrite=args.overwrite,
                     ask=_ask,
                     authenticate=args.authenticate,
-                    verify_action=args.verify_action,
+                    verify_action=args.verify_action or DEFAULT_VERIFY_ACTION,
+                    suspect=checked.suspect,
                     recurse=args.recurse,
                     report=_report,
                 )
@@ -203,15 +209,17 @@ def _regenerate(args: argparse.Namespace) -> int:
     return 1 if total.corrupt or altered else 0
 
 
-def check_manifest(repo: Repository, backup_set: common.BackupSet, verify_action: str | None) -> int:
+def check_manifest(repo: Repository, backup_set: common.BackupSet, verify_action: str | None) -> SetCheck:
     """Check an encrypted client's set against its sealed manifest before restoring from it.
 
     Every problem is named on stderr; without --verify-action nothing is restored (Corrupt),
-    with one the restore goes on and the run fails at the end. Returns the problem count."""
+    with one the restore goes on (the entries the manifest does not vouch for get the verify
+    action, like damaged content) and the run fails at the end."""
     keys = repo.unlocked.keys if repo.unlocked is not None else None
     if keys is None:
-        return 0
-    problems = verify_set(repo.ingest, repo.client, repo.cipher, keys.manifest_key, backup_set)
+        return SetCheck()
+    checked = check_set(repo.ingest, repo.client, repo.cipher, keys.manifest_key, backup_set)
+    problems = checked.lines
     for problem in problems:
         print(f"regenerate: {problem}", file=sys.stderr)
     if problems and verify_action is None:
@@ -219,7 +227,7 @@ def check_manifest(repo: Repository, backup_set: common.BackupSet, verify_action
             f"backup set {backup_set.name} does not match its sealed manifest ({len(problems)} problems);"
             " nothing was restored (--verify-action keep|rename|delete restores what can be)"
         )
-    return len(problems)
+    return checked
 
 
 def _decode_unchecked(repo: Repository, cipher: Cipher, object_id: bytes, out: object) -> None:
@@ -269,9 +277,10 @@ def _by_checksum(repo: Repository, cipher: Cipher, ids: list[str], output: str, 
             written += 1
             continue
         corrupt += 1
-        if args.verify_action == "keep":
+        action = args.verify_action or DEFAULT_VERIFY_ACTION
+        if action == "keep":
             _report(f"corrupt: {path} (object {shown}): {failure}; kept")
-        elif args.verify_action == "rename":
+        elif action == "rename":
             os.replace(path, f"{path}-CORRUPT-{shown[:8]}")
             _report(f"corrupt: {path} (object {shown}): {failure}; renamed to {path}-CORRUPT-{shown[:8]}")
         else:

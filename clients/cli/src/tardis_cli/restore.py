@@ -19,7 +19,11 @@ without one: never). An existing directory where a directory is restored is merg
 existing symlink where a file or directory is restored is always replaced (never followed).
 Authentication (``authenticate``): each object's content is checked against its address; a
 mismatch raises Corrupt, or with ``verify_action`` keep|rename|delete is handled per file
-and recorded in ``corrupt``.
+and recorded in ``corrupt``. ``suspect`` (from the set's manifest check, manifest_store.check_set)
+names the entries the sealed manifest does not vouch for, by their paths of stored (encrypted)
+names: a changed or added file or symlink, or anything below an added directory, gets the
+same treatment as damaged content, so a catalog row pointed at the wrong object never leaves
+its bytes under the file's name unreported.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import os
 import shutil
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from tardis.v1 import blobstore_pb2 as bs
@@ -43,6 +47,7 @@ from tardis_common.objectformat import KIND_FULL, ObjectDecoder
 
 from . import platform
 from .chain import ChainReader
+from .manifest import ADDED
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,7 @@ FETCH_BYTES = 64 * 1024 * 1024
 COPY_BLOCK = 1024 * 1024
 OVERWRITE_MODES = ("never", "always", "newer", "older", "ask")
 VERIFY_ACTIONS = ("keep", "rename", "delete")
+_UNVOUCHED = "does not match the sealed manifest of its backup set"
 FILE, DIR, SYMLINK = common.ENTRY_TYPE_FILE, common.ENTRY_TYPE_DIR, common.ENTRY_TYPE_SYMLINK
 
 
@@ -97,6 +103,7 @@ class Restorer:
         ask: Callable[[str], bool] | None = None,
         authenticate: bool = True,
         verify_action: str | None = None,
+        suspect: Mapping[tuple[bytes, ...], str] | None = None,
         recurse: bool = True,
         report: Callable[[str], None] | None = None,
     ) -> None:
@@ -116,6 +123,12 @@ class Restorer:
         self.ask = ask
         self.authenticate = authenticate
         self.verify_action = verify_action
+        self.suspect = dict(suspect or {})  # stored path -> what the manifest check found
+        self._stored_paths: dict[int, tuple[bytes, ...]] = {}  # dir id -> its stored path (if suspect)
+        self._unvouched_dirs: set[int] = set()  # directories below an entry the manifest lacks
+        self._unvouched: set[str] = set()  # restore paths of entries the manifest does not vouch for
+        if self.suspect.get(()) == ADDED:  # the set could not be checked at all
+            self._unvouched_dirs.add(0)
         self.recurse = recurse
         self.report = report or (lambda line: print(line, file=sys.stderr))
         self.corrupt: list[tuple[str, bytes]] = []  # (path as restored, object id)
@@ -149,6 +162,8 @@ class Restorer:
             shown = "/" + "/".join(os.fsdecode(c) for c in components)
             raise NotFound(f"{shown} is not in the backup set")
         entry = found.entry
+        stored = tuple(self.cipher.encrypt_name(c) for c in components) if self.suspect else ()
+        below_added = any(self.suspect.get(stored[:i]) == ADDED for i in range(len(stored)))
         if not components:
             self._make_dir(target)
             self._dirs[0] = target
@@ -157,6 +172,7 @@ class Restorer:
         elif entry.type == DIR:
             if not self._may_replace(target, entry):
                 return
+            self._vouch(target, entry, stored, below_added)
             self._make_dir(target)
             self._dir_meta.append((target, entry))
             self._dirs[entry.child_dir_id] = target
@@ -164,6 +180,7 @@ class Restorer:
                 self._restore_tree(entry.child_dir_id)
         else:
             self._make_dir(os.path.dirname(target) or ".")
+            self._vouch(target, entry, stored, below_added)
             self._restore_entry(target, entry)
         self._fetch()
         self._make_links()
@@ -185,6 +202,8 @@ class Restorer:
                     self.stats.skipped += 1
                     continue
                 path = os.path.join(parent, name)
+                if self.suspect:
+                    self._vouch(path, entry, (*self._stored_paths.get(entry.dir_id, ()), entry.name))
                 if entry.type == DIR:
                     if not self._may_replace(path, entry):
                         self._skipped_dirs.add(entry.child_dir_id)
@@ -197,6 +216,21 @@ class Restorer:
                     self._restore_entry(path, entry)
             if len(self._wanted) >= FETCH_FILES or self._wanted_bytes >= FETCH_BYTES:
                 self._fetch()
+
+    def _vouch(self, path: str, entry: common.Entry, stored: tuple[bytes, ...], below_added: bool = False) -> None:
+        """Note whether the manifest vouches for ``entry`` (stored path ``stored``), restored at
+        ``path``: a file or symlink it does not gets the verify action once written; the
+        contents of a directory it lacks are all unvouched for."""
+        if not self.suspect:
+            return
+        what = self.suspect.get(stored)
+        below_added = below_added or entry.dir_id in self._unvouched_dirs
+        if entry.type == DIR:
+            self._stored_paths[entry.child_dir_id] = stored
+            if below_added or what == ADDED:
+                self._unvouched_dirs.add(entry.child_dir_id)
+        elif below_added or what is not None:
+            self._unvouched.add(path)
 
     def _may_replace(self, path: str, entry: common.Entry) -> bool:
         """Whether ``entry`` may be restored at ``path`` under the overwrite rule (True when
@@ -251,8 +285,11 @@ class Restorer:
         if entry.type == SYMLINK:
             self._clear(path)
             os.symlink(self.cipher.decrypt_name(entry.link_target), os.fsencode(path))
-            self._apply_meta(path, entry, symlink=True)
-            self.stats.symlinks += 1
+            if path in self._unvouched:
+                self._damaged(path, entry, b"", _UNVOUCHED)
+            else:
+                self._apply_meta(path, entry, symlink=True)
+                self.stats.symlinks += 1
         elif entry.type == FILE:
             if entry.nlink > 1:
                 key = (entry.device, entry.inode)
@@ -348,35 +385,50 @@ class Restorer:
 
     def _corrupt_object(self, object_id: bytes, pending: _Pending, failure: Corrupt) -> None:
         """Content that failed its check: raise, or keep, rename or delete every name of it."""
-        if self.verify_action is None:
-            raise failure
         first = pending.paths[0][0]
+        if self.verify_action is None:
+            self._clear(first)  # never leave the wrong bytes under the file's name
+            raise failure
         for index, (path, _entry) in enumerate(pending.paths):
             if index:
                 self._copy(first, path)
-        shown = object_id.decode("ascii", "replace")
         for path, entry in reversed(pending.paths):  # the first name last: the others copy it
-            self.corrupt.append((path, object_id))
-            self.stats.corrupt += 1
-            if self.verify_action == "keep":
-                self._finish_file(path, entry)
-                self.report(f"corrupt: {path} (object {shown}): {failure}; kept")
-            elif self.verify_action == "rename":
-                renamed = f"{path}-CORRUPT-{shown[:8]}"
-                self._clear(renamed)
-                os.rename(path, renamed)
-                self._link_later = [(p, renamed if f == path else f, e) for p, f, e in self._link_later]
-                self._finish_file(renamed, entry)
-                self.report(f"corrupt: {path} (object {shown}): {failure}; renamed to {renamed}")
-            else:
-                os.unlink(path)
-                self.report(f"corrupt: {path} (object {shown}): {failure}; deleted")
+            self._damaged(path, entry, object_id, str(failure))
+
+    def _damaged(self, path: str, entry: common.Entry, object_id: bytes, reason: str) -> None:
+        """A restored file or symlink that failed a check: keep, rename or delete it, reported
+        (without a verify action: removed, and Corrupt raised)."""
+        self._unvouched.discard(path)
+        shown = object_id.decode("ascii", "replace")
+        what = f"{path} (object {shown})" if shown else path
+        if self.verify_action is None:
+            self._clear(path)
+            raise Corrupt(f"{what}: {reason}")
+        self.corrupt.append((path, object_id))
+        self.stats.corrupt += 1
+        symlink = entry.type == SYMLINK
+        if self.verify_action == "delete":
+            os.unlink(path)
+            self.report(f"corrupt: {what}: {reason}; deleted")
+            return
+        kept = path
+        if self.verify_action == "rename":
+            kept = f"{path}-CORRUPT-{shown[:8] or 'manifest'}"
+            self._clear(kept)
+            os.rename(path, kept)
+            self._link_later = [(p, kept if f == path else f, e) for p, f, e in self._link_later]
+        self._apply_meta(kept, entry, symlink=symlink)
+        if symlink:
+            self.stats.symlinks += 1
+        else:
+            self.stats.files += 1
+        self.report(f"corrupt: {what}: {reason}; " + ("kept" if kept == path else f"renamed to {kept}"))
 
     def _copies(self, pending: _Pending, size: int) -> None:
         first = pending.paths[0][0]
-        for index, (path, entry) in enumerate(pending.paths):
-            if index:
-                self._copy(first, path)
+        for path, _entry in pending.paths[1:]:
+            self._copy(first, path)
+        for path, entry in reversed(pending.paths):  # the first name last: it may be renamed
             self._finish_file(path, entry)
             self.stats.bytes += size
 
@@ -411,10 +463,17 @@ class Restorer:
                     continue
                 self._finish_file(path, entry)
                 continue
-            self.stats.files += 1
             self.stats.hardlinks += 1
+            if path in self._unvouched:
+                self._damaged(path, entry, entry.object_id, _UNVOUCHED)
+            else:
+                self.stats.files += 1
 
     def _finish_file(self, path: str, entry: common.Entry) -> None:
+        """Metadata of a restored file; one the manifest does not vouch for gets the verify action."""
+        if path in self._unvouched:
+            self._damaged(path, entry, entry.object_id, _UNVOUCHED)
+            return
         self._apply_meta(path, entry)
         self.stats.files += 1
 

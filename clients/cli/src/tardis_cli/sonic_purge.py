@@ -93,7 +93,11 @@ def delete_sets(args: argparse.Namespace) -> int:
             raise InvalidArgument("no backup set matches")
         if not confirmed(f"delete {len(ids)} backup sets of {repo.client}?", args):
             return 1
-        return _report(repo.ingest.remove_sets(cat.RemoveSetsRequest(client=repo.client, set_ids=ids)), "deleted")
+        removed = repo.ingest.remove_sets(cat.RemoveSetsRequest(client=repo.client, set_ids=ids))
+        if repo.unlocked is not None:  # this client itself made the newest set older: not a rollback
+            newest = max((s.id for s in list_sets(repo.ingest, repo.client) if s.completed), default=0)
+            repo.known.forget_newest_set(newest)
+        return _report(removed, "deleted")
 
 
 def remove_orphans(args: argparse.Namespace) -> int:

@@ -104,6 +104,11 @@ def mark_racy(entry: common.Entry, read_start_ns: int) -> None:
         entry.flags &= ~common.ENTRY_FLAG_RACY
 
 
+def signature_identity(object_id: bytes) -> bytes:
+    """The address a signature object is bound to: its object's, marked as a signature."""
+    return object_id + b".sig"
+
+
 class Uploader:
     """Builds UploadContent requests for one session; remembers hard links across batches."""
 
@@ -176,10 +181,14 @@ class Uploader:
             rdiff.delta(source, io.BytesIO(upload.basis_signature), spool)
             if spool.tell() * 100 < entry.size * rdiff.DELTA_THRESHOLD_PERCENT:
                 spool.seek(0)
-                encoder = ObjectEncoder(
-                    self.cipher, self._codec_for(spool.tell() or 1), kind=KIND_DELTA, basis=upload.basis
-                )
                 content_id = source.hasher.hexdigest().encode("ascii")
+                encoder = ObjectEncoder(
+                    self.cipher,
+                    self._codec_for(spool.tell() or 1),
+                    kind=KIND_DELTA,
+                    basis=upload.basis,
+                    identity=content_id,
+                )
                 encoding = _Encoding(encoder, content_id=content_id, content_size=source.count, spool=spool)
                 return encoding, encoding.wrap(encoder.encode(spool, executor))  # type: ignore[arg-type]
             spool.close()
@@ -190,7 +199,7 @@ class Uploader:
 
     def _signature_pieces(self, signature: bytes, info: common.ObjectInfo) -> Iterator[ing.ContentPiece]:
         token = self._next_token()
-        encoder = ObjectEncoder(self.cipher, codec_named("none"))
+        encoder = ObjectEncoder(self.cipher, codec_named("none"), identity=signature_identity(info.object_id))
         pieces = [
             ing.ContentPiece(token=token, data=data, signature=True) for data in encoder.encode(io.BytesIO(signature))
         ]

@@ -36,6 +36,7 @@ from .rows import (
     set_from_row,
     show_id,
     to_i64,
+    to_u64,
 )
 
 TREE_BATCH = 1000
@@ -57,6 +58,11 @@ class _Slot:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.conn: sqlite3.Connection | None = None
+
+
+def _maybe_changed(entry: common.Entry, row: tuple[Any, ...] | None) -> bool:
+    """Whether ``entry`` may hold new content: no previous version, or another size or mtime."""
+    return row is None or to_u64(row[14]) != entry.size or row[15] != entry.mtime_ns
 
 
 def _local_time(ns: int) -> str:
@@ -514,7 +520,10 @@ class CatalogCore:
                             if seen is None or (row[4], row[0]) > (seen[4], seen[0]):
                                 best[name] = row
                 infos = self._objects(conn, [bytes(r[18]) for r in best.values() if r[18]], limit)
-                held = self._sizes_held(conn, [e.size for e in group.entries if e.size], limit)
+                # The dedup probe matters only for entries whose content may have changed:
+                # new ones, and those whose size or mtime differ from their previous version.
+                new_sizes = [e.size for e in group.entries if e.size and _maybe_changed(e, best.get(e.name))]
+                held = self._sizes_held(conn, new_sizes, limit) if new_sizes else set()
                 for entry in group.entries:
                     row = best.get(entry.name)
                     reply.size_held.append(entry.size in held)
