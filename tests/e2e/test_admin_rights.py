@@ -126,6 +126,15 @@ def test_admin_operations_need_the_admin_secret(
     assert sonic.main(["delete", "--repository", url, *pw, "s0", "s1", "--confirm"]) == 0
     assert "2 sets deleted" in capsys.readouterr().out
     assert names(url, capsys, *pw) == ["s2"]
+    # An operator needs no client password to manage sets: the admin credential suffices.
+    (source / "changing.txt").write_text("version 3\n")
+    assert backup.main(["--repository", url, *pw, "--name", "s3", str(source)]) == 0
+    assert names(url, capsys) == ["s2", "s3"]
+    capsys.readouterr()
+    assert sonic.main(["delete", "--repository", url, "s2", "--confirm"]) == 0
+    assert "1 sets deleted" in capsys.readouterr().out
+    monkeypatch.delenv(ADMIN_ENV)
+    assert names(url, capsys, *pw) == ["s3"]
 
 
 def test_a_purge_without_admin_rights_keeps_sets_within_their_keep_periods(

@@ -167,6 +167,11 @@ def unlock_repository(
             raise NotFound(f"client {repo.client} does not exist; use --create for its first backup") from None
         return  # a client still to be created: the tool reports it
     if password is None:
+        if first.kdf_params and repo.call_credentials is not None and repo.call_credentials.admin_secret:
+            # An operator with the admin credential manages sets (delete, unlock, purge)
+            # without the client's password; names and contents stay sealed to it.
+            log.info("client %s has a password; acting with the admin credential only", repo.client)
+            return
         if first.kdf_params:
             raise ConfigError(
                 f"client {repo.client} is protected by a password: give --password, --password-file or --password-prog"
