@@ -257,3 +257,28 @@ def test_a_rolled_back_catalog_is_reported(tmp_path: Path, capsys: pytest.Captur
     capsys.readouterr()
     assert sonic.main(["list", "--repository", str(repository), "-P", PASSWORD]) == 0
     assert "rolled back" in capsys.readouterr().err
+
+
+def test_require_password_refuses_clients_in_the_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = tmp_path / "server"
+    base.mkdir()
+    service = start(
+        "tardis_ingest.tardisd", "--basedir", str(base), "--port", "0", "--allow-new-hosts", "--require-password"
+    )
+    try:
+        source = make_tree(tmp_path / "src", files=5)
+        url = f"tardis://{service.address}"
+        capsys.readouterr()
+        assert tardis("--repository", f"{url}/plain", "--create", str(source)) == 1
+        one_line_error(capsys, "requires every client to be encrypted")
+        config = tmp_path / "nocrypt.cfg"
+        config.write_text("[Tardis]\nCrypt = False\n")
+        assert (
+            tardis("--config", str(config), "--repository", f"{url}/clear", "--create", "-P", PASSWORD, str(source))
+            == 1
+        )
+        one_line_error(capsys, "requires every client to be encrypted")
+        assert tardis("--repository", f"{url}/sealed", "--create", "-P", PASSWORD, str(source)) == 0
+        assert sorted(p.name for p in base.iterdir() if not p.name.startswith(".")) == ["sealed"]
+    finally:
+        assert service.stop() == 0

@@ -93,3 +93,16 @@ def get_password(settings: ClientSettings, *, confirm: bool = False) -> bytes | 
     if settings.password_prog is not None:
         return _from_program(settings.password_prog)
     return None
+
+
+# tardisfs spells the same sources as mount options (the seed: "-o password=" prompts).
+MOUNT_OPTIONS = {"password": "password", "pwfile": "password_file", "pwprog": "password_prog", "keys": "keyfile"}
+
+
+def mount_password_options(options: str | dict[str, str]) -> dict[str, str]:
+    """The settings named by tardisfs ``-o`` options: ``password=[PW]`` (empty: prompt),
+    ``pwfile=PATH|URL``, ``pwprog=CMD``, ``keys=FILE``; other options are left alone."""
+    if isinstance(options, str):
+        pairs = [item.partition("=") for item in options.split(",") if item]
+        options = {key.strip(): value for key, _, value in pairs}
+    return {MOUNT_OPTIONS[key]: value for key, value in options.items() if key in MOUNT_OPTIONS}
