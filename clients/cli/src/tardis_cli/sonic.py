@@ -4,7 +4,7 @@ A small dispatcher: each group of subcommands lives in its own module, which add
 parsers and returns its handlers (``register``). This release: list, info, files, tag,
 lock, unlock, priority, rename (sonic_sets, sonic_files), getconfig, setconfig (sonic_config),
 purge, delete, orphans (sonic_purge), verify (sonic_verify), setpass, chpass, keys,
-mkkeybackup (sonic_keys).
+mkkeybackup (sonic_keys), upgrade (sonic_upgrade).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 
 from tardis_common.argparsing import make_parser
 
-from . import sonic_config, sonic_files, sonic_keys, sonic_purge, sonic_sets, sonic_verify
+from . import sonic_config, sonic_files, sonic_keys, sonic_purge, sonic_sets, sonic_upgrade, sonic_verify
 from .sonic_common import Handler
 from .sonic_config import CLIENT_SETTINGS
 from .tool import run, setup_logging
@@ -26,7 +26,7 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     p = make_parser("sonic", "Administer a client's Tardis backups.")
     commands = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     handlers: dict[str, Handler] = {}
-    for module in (sonic_sets, sonic_files, sonic_config, sonic_keys, sonic_purge, sonic_verify):
+    for module in (sonic_sets, sonic_files, sonic_config, sonic_keys, sonic_purge, sonic_verify, sonic_upgrade):
         handlers.update(module.register(commands))
     return p, handlers
 
