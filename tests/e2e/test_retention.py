@@ -62,3 +62,55 @@ def test_hourly_backups_keep_what_the_rules_keep(tmp_path: Path) -> None:
         if e.object_id
     }
     assert held == needed  # no deltas in this tree: every object left is one a remaining set uses
+
+
+def test_forty_days_of_twice_daily_backups(tmp_path: Path) -> None:
+    """A month and more on the simulated clock: Monthly and Weekly sets stay, Daily sets live
+    30 days and Hourly ones a day; every remaining set restores exactly; nothing else is held."""
+    source = make_tree(tmp_path / "src", files=20)
+    start = int(time.mktime((2026, 3, 2, 0, 30, 0, 0, 0, -1))) * 1_000_000_000  # a Monday
+    clock = FixedClock(start)
+    repo = tmp_path / "repo"
+    ingest = IngestCore(CatalogCore(repo, clock=clock), BlobStoreCore(repo), clock=clock)
+    copies: dict[str, Path] = {}
+    purged: list[str] = []
+    for run in range(80):  # every 12 hours for 40 days
+        (source / "changing.txt").write_text(f"run {run}\n")
+        options = BackupOptions(create=run == 0, upload=UploadOptions(codec_named("zstd")), clock=clock)
+        result = BackupRun(ingest, "nas", NullCipher(), options).run([str(source)])
+        purged += result.purged
+        copies[result.set.name] = tmp_path / "copies" / result.set.name
+        shutil.copytree(source, copies[result.set.name], symlinks=True)
+        clock.advance(12 * 3600)
+    last_ns = clock.now_ns() - 12 * 3600 * 1_000_000_000
+
+    remaining = list(ingest.list_sets(cat.ClientRequest(client="nas")).sets)
+    names = [s.name for s in remaining]
+    made = set(copies)
+    # Monthly sets are kept forever, Weekly ones 180 days: every one ever made is still here.
+    assert [n for n in made if n.startswith(("Monthly-", "Weekly-"))] and all(
+        n in names for n in made if n.startswith(("Monthly-", "Weekly-"))
+    )
+    assert {"Monthly-2026-03", "Monthly-2026-04"} <= set(names)
+    # Daily sets live 30 days: the older ones went, the younger ones stay.
+    for name in (n for n in made if n.startswith("Daily-")):
+        day_ns = int(time.mktime(time.strptime(name, "Daily-%Y-%m-%d"))) * 1_000_000_000
+        age_days = (last_ns - day_ns) / 86_400e9
+        assert (name in names) == (age_days < 30), (name, age_days)
+    # Hourly sets live one day.
+    assert all(n in made for n in names)
+    assert len([n for n in names if n.startswith("Hourly-")]) <= 2
+    assert sorted(purged) == sorted(made - set(names))
+    for one in remaining:
+        out = tmp_path / "restore" / one.name
+        Restorer(ingest, "nas", NullCipher(), one.id).restore_path(components_of(str(source)), str(out))
+        assert_same_tree(copies[one.name], out)
+    held = {p.name for p in repo.joinpath("nas").glob("*/*/*") if not p.suffix}
+    needed = {
+        e.object_id.decode()
+        for s in remaining
+        for b in ingest.read_tree(cat.ReadTreeRequest(client="nas", set_id=s.id))
+        for e in b.entries
+        if e.object_id
+    }
+    assert held == needed

