@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.cli import one_line_error
 from helpers.services import Service, start
 from helpers.trees import make_tree
 from tardis_blobstore.core import BlobStoreCore
@@ -37,15 +38,6 @@ def secret_file(path: Path, secret: str | None = None) -> Path:
     path.write_text((secret or secrets.token_urlsafe(24)) + "\n")
     path.chmod(0o600)
     return path
-
-
-def one_line_error(capsys: pytest.CaptureFixture[str], *words: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0, err
-    assert "Traceback" not in err
-    for word in words:
-        assert word in err, err
-    return err
 
 
 def names(url: str, capsys: pytest.CaptureFixture[str], *extra: str) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.cli import one_line_error
 from helpers.services import Service, start
 from helpers.trees import assert_same_tree, make_tree
 from tardis_cli import backup, regenerate, sonic
@@ -21,15 +22,6 @@ PASSWORD = "correct horse battery staple"
 
 def tardis(*args: str) -> int:
     return backup.main(list(args))
-
-
-def one_line_error(capsys: pytest.CaptureFixture[str], *words: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0, err
-    assert "Traceback" not in err
-    for word in words:
-        assert word in err, err
-    return err
 
 
 def set_names(repository: str, capsys: pytest.CaptureFixture[str], *password: str) -> list[str]:

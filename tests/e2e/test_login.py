@@ -24,6 +24,7 @@ import srp._pysrp
 from tardis.v1 import catalog_pb2 as cat
 from tardis.v1 import ingest_pb2 as ing
 
+from helpers.cli import one_line_error
 from helpers.services import Service, start
 from tardis_blobstore.core import BlobStoreCore
 from tardis_catalog.core import CatalogCore
@@ -133,15 +134,6 @@ def sets_of(served: Served, client: str, token: str = "") -> list[str]:
     bearer = Bearer()
     bearer.token = token
     return [s.name for s in served.client(bearer).list_sets(cat.ClientRequest(client=client)).sets]
-
-
-def one_line_error(capsys: pytest.CaptureFixture[str], *words: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0, err
-    assert "Traceback" not in err
-    for word in words:
-        assert word in err, err
-    return err
 
 
 # -- passwords and handshakes ------------------------------------------------------------------

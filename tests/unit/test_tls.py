@@ -413,7 +413,7 @@ def test_load_service_secret(tmp_path: Path) -> None:
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(errors.ConfigError, match=r"service secret file .*empty is empty"):
         load_service_secret(str(tmp_path / "empty"))
-    with pytest.raises(errors.ConfigError, match=r"cannot read service secret file .*missing"):
+    with pytest.raises(errors.ConfigError, match=r"cannot read the service secret file .*missing"):
         load_service_secret(str(tmp_path / "missing"))
 
 

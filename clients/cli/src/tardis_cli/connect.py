@@ -15,6 +15,7 @@ from tardis_common.cipher import Cipher, NullCipher
 from tardis_common.errors import ConfigError, InvalidArgument, NotFound
 from tardis_common.interfaces import Ingest
 from tardis_common.rpc import open_channel
+from tardis_common.service_auth import read_secret_file
 from tardis_common.settings import ClientSettings
 from tardis_common.urls import RepoURL
 from tardis_common.version import PROTOCOL_VERSION, __version__
@@ -89,16 +90,7 @@ def embedded(url: RepoURL) -> Repository:
 def _admin_secret(settings: ClientSettings | None) -> str | None:
     path = settings.admin_secret_file if settings is not None else None
     path = path or os.environ.get("TARDIS_ADMIN_SECRET_FILE")
-    if not path:
-        return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            secret = handle.readline().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the admin secret file {path}: {exc.strerror}") from None
-    if not secret:
-        raise ConfigError(f"the admin secret file {path} is empty")
-    return secret
+    return read_secret_file(path, "admin secret") if path else None
 
 
 def _remote(url: RepoURL, settings: ClientSettings | None, timeout: float, compress: bool) -> Repository:

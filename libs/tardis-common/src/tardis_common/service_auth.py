@@ -24,19 +24,25 @@ SERVICE_CALLER = "tardis-service"
 """What ``callctx.current_caller()`` is inside a call admitted by :func:`service_guard`."""
 
 
-def load_service_secret(path: str | None) -> str | None:
-    """The secret in the first line of ``path``; None without a path, ConfigError if unusable."""
-    if path is None:
-        return None
+def read_secret_file(path: str, what: str, min_length: int = 1) -> str:
+    """The secret in the first line of ``path`` (``what`` names it in errors: "service secret",
+    "admin secret"); a ConfigError with one line if it is unreadable, empty or too short."""
     try:
         with open(path, encoding="utf-8") as handle:
             secret = handle.readline().strip()
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or exc
-        raise errors.ConfigError(f"cannot read service secret file {path}: {reason}") from None
+        raise errors.ConfigError(f"cannot read the {what} file {path}: {reason}") from None
     if not secret:
-        raise errors.ConfigError(f"service secret file {path} is empty")
+        raise errors.ConfigError(f"the {what} file {path} is empty")
+    if len(secret) < min_length:
+        raise errors.ConfigError(f"the {what} in {path} is shorter than {min_length} characters")
     return secret
+
+
+def load_service_secret(path: str | None) -> str | None:
+    """The secret in the first line of ``path``; None without a path, ConfigError if unusable."""
+    return read_secret_file(path, "service secret") if path is not None else None
 
 
 def service_guard(secret: str) -> Guard:

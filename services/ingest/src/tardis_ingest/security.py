@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tardis_common.auth.server_key import load_or_create_server_key
 from tardis_common.errors import ConfigError
+from tardis_common.service_auth import read_secret_file
 
 SERVER_KEY_NAME = ".tardis-server.key"
 
@@ -23,13 +24,4 @@ def server_key_for(path: str | None, base_dir: Path | None = None) -> bytes:
 
 def load_admin_secret(path: str | None) -> str | None:
     """The admin credential (first line of ``path``), or None when the server has none."""
-    if not path:
-        return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            secret = handle.readline().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the admin secret file {path}: {exc.strerror}") from None
-    if len(secret) < 16:
-        raise ConfigError(f"the admin secret in {path} is shorter than 16 characters")
-    return secret
+    return read_secret_file(path, "admin secret", min_length=16) if path else None
