@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from tardis.v1 import catalog_pb2 as cat
+from tardis.v1 import common_pb2 as common
 
 from helpers.trees import assert_same_tree, make_tree
 from tardis_blobstore.core import BlobStoreCore
@@ -18,6 +19,32 @@ from tardis_common.cipher import NullCipher
 from tardis_common.clock import FixedClock
 from tardis_common.codecs import codec_named
 from tardis_ingest.core import IngestCore
+
+
+def check_remaining(
+    ingest: IngestCore,
+    client: str,
+    remaining: list[common.BackupSet],
+    source: Path,
+    copies: dict[str, Path],
+    repo: Path,
+    tmp_path: Path,
+) -> None:
+    """Each remaining set restores as it was backed up, and the store holds exactly the objects
+    they use (no deltas in these trees: every object left is one a remaining set uses)."""
+    for one in remaining:
+        out = tmp_path / "restore" / one.name
+        Restorer(ingest, client, NullCipher(), one.id).restore_path(components_of(str(source)), str(out))
+        assert_same_tree(copies[one.name], out)
+    held = {p.name for p in repo.joinpath(client).glob("*/*/*") if not p.suffix}
+    needed = {
+        e.object_id.decode()
+        for s in remaining
+        for b in ingest.read_tree(cat.ReadTreeRequest(client=client, set_id=s.id))
+        for e in b.entries
+        if e.object_id
+    }
+    assert held == needed
 
 
 def test_hourly_backups_keep_what_the_rules_keep(tmp_path: Path) -> None:
@@ -48,20 +75,8 @@ def test_hourly_backups_keep_what_the_rules_keep(tmp_path: Path) -> None:
     assert 23 <= len(hourly) <= 24, names
     assert sorted(purged) == sorted(set(copies) - set(names))
     assert all(p.startswith("Hourly-") for p in purged)
-    for one in remaining:
-        out = tmp_path / "restore" / one.name
-        Restorer(ingest, "pi", NullCipher(), one.id).restore_path(components_of(str(source)), str(out))
-        assert_same_tree(copies[one.name], out)
-    # Objects only the purged sets needed are gone from the store.
-    held = {p.name for p in repo.joinpath("pi").glob("*/*/*") if not p.suffix}
-    needed = {
-        e.object_id.decode()
-        for s in remaining
-        for b in ingest.read_tree(cat.ReadTreeRequest(client="pi", set_id=s.id))
-        for e in b.entries
-        if e.object_id
-    }
-    assert held == needed  # no deltas in this tree: every object left is one a remaining set uses
+    # Every remaining set restores; objects only the purged sets needed are gone from the store.
+    check_remaining(ingest, "pi", remaining, source, copies, repo, tmp_path)
 
 
 def test_forty_days_of_twice_daily_backups(tmp_path: Path) -> None:
@@ -101,16 +116,4 @@ def test_forty_days_of_twice_daily_backups(tmp_path: Path) -> None:
     assert all(n in made for n in names)
     assert len([n for n in names if n.startswith("Hourly-")]) <= 2
     assert sorted(purged) == sorted(made - set(names))
-    for one in remaining:
-        out = tmp_path / "restore" / one.name
-        Restorer(ingest, "nas", NullCipher(), one.id).restore_path(components_of(str(source)), str(out))
-        assert_same_tree(copies[one.name], out)
-    held = {p.name for p in repo.joinpath("nas").glob("*/*/*") if not p.suffix}
-    needed = {
-        e.object_id.decode()
-        for s in remaining
-        for b in ingest.read_tree(cat.ReadTreeRequest(client="nas", set_id=s.id))
-        for e in b.entries
-        if e.object_id
-    }
-    assert held == needed
+    check_remaining(ingest, "nas", remaining, source, copies, repo, tmp_path)

@@ -17,10 +17,8 @@ from tardis_common.service_auth import SERVICE_SECRET_ENV, internal_channel, loa
 from tardis_common.serving import display_address, serve_until_signalled
 from tardis_common.tls import is_loopback, listener_tls
 
-from .access import AccessPolicy
-from .core import IngestCore
-from .grpc_service import handler, ingest_guard
-from .security import load_admin_secret, server_key_for
+from .network import network_ingest
+from .security import server_key_for
 
 PROG = "tardis-ingest"
 TLS_DIR_ENV = "TARDIS_TLS_DIR"
@@ -87,21 +85,17 @@ def main(argv: list[str] | None = None) -> int:
         }
         catalog = CatalogClient(internal_channel(args.catalog, **internal))
         blobstore = BlobStoreClient(internal_channel(args.blobstore, **internal))
-        access = AccessPolicy(
-            trust_local=False,
-            allow_anonymous=args.allow_anonymous,
-            allow_new_clients=args.allow_new_hosts,
-            require_password=args.require_password,
-        )
-        core = IngestCore(
+        _core, served = network_ingest(
             catalog,
             blobstore,
-            access=access,
+            allow_anonymous=args.allow_anonymous,
+            allow_new_hosts=args.allow_new_hosts,
+            require_password=args.require_password,
             server_key=server_key_for(args.server_key_file) if args.server_key_file else None,
             token_lifetime_s=args.token_lifetime,
+            admin_secret_file=args.admin_secret_file,
         )
-        guard = ingest_guard(core.logins.tokens.check, load_admin_secret(args.admin_secret_file))
-        server, port = make_server(args.listen, [handler(core, guard)], tls=tls)
+        server, port = make_server(args.listen, [served], tls=tls)
     except (TardisError, RuntimeError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1

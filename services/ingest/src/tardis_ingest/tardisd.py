@@ -18,11 +18,9 @@ from tardis_common.serving import display_address, serve_until_signalled
 from tardis_common.settings import DaemonSettings, load_daemon_settings
 from tardis_common.tls import is_loopback, listener_tls
 
-from .access import AccessPolicy
-from .core import IngestCore
 from .decide import Policy
-from .grpc_service import handler, ingest_guard
-from .security import load_admin_secret, server_key_for
+from .network import network_ingest
+from .security import server_key_for
 
 
 def parser() -> argparse.ArgumentParser:
@@ -84,21 +82,17 @@ def main(argv: list[str] | None = None) -> int:
             max_change_percent=settings.max_change_percent,
             save_full=settings.save_full,
         )
-        access = AccessPolicy(
-            trust_local=False,
-            allow_anonymous=settings.allow_anonymous,
-            allow_new_clients=settings.allow_new_hosts,
-            require_password=settings.require_password,
-        )
-        core = IngestCore(
+        _core, served = network_ingest(
             catalog,
             BlobStoreCore(base),
-            policy=policy,
-            access=access,
+            allow_anonymous=settings.allow_anonymous,
+            allow_new_hosts=settings.allow_new_hosts,
+            require_password=settings.require_password,
             server_key=server_key_for(settings.server_key_file, base),
             token_lifetime_s=settings.token_lifetime,
+            admin_secret_file=settings.admin_secret_file,
+            policy=policy,
         )
-        guard = ingest_guard(core.logins.tokens.check, load_admin_secret(settings.admin_secret_file))
         address = listen_address(settings)
         tls, notice = listener_tls(
             address,
@@ -106,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             key_file=settings.keyfile,
             tls_dir=None if is_loopback(address) and not settings.ssl else str(base / ".tardis-tls"),
         )
-        server, port = make_server(address, [handler(core, guard)], tls=tls)
+        server, port = make_server(address, [served], tls=tls)
         if notice:
             print(f"tardisd: {notice}", file=sys.stderr, flush=True)  # before the "listening on" banner
     except (TardisError, RuntimeError) as exc:
