@@ -197,6 +197,30 @@ def test_get_missing_and_unknown_client(env: Env) -> None:
     assert found == {oid(SMALL): None}
 
 
+def test_range_reads_of_stored_bytes(env: Env) -> None:
+    put(env.store, SMALL, BIG)
+
+    def read(offset: int, length: int, *ids: bytes) -> list[bytes]:
+        replies = env.store.get_objects(
+            bs.GetObjectsRequest(client=CLIENT, object_ids=list(ids), offset=offset, length=length)
+        )
+        out: list[bytes] = []
+        current = bytearray()
+        for reply in replies:
+            for piece in reply.pieces:
+                current += piece.data
+                if piece.last:
+                    out.append(bytes(current))
+                    current = bytearray()
+        return out
+
+    assert read(MiB, 1000, oid(BIG)) == [BIG[MiB : MiB + 1000]]
+    assert read(3 * MiB, 0, oid(BIG)) == [BIG[3 * MiB :]]  # length 0: to the end
+    assert read(len(BIG) - 5, 100, oid(BIG)) == [BIG[-5:]]  # clipped at the end
+    assert read(len(BIG) + 10, 100, oid(BIG), oid(SMALL)) == [b"", b""]  # past the end: empty
+    assert read(0, PIECE_SIZE + 3, oid(BIG)) == [BIG[: PIECE_SIZE + 3]]  # spans several pieces
+
+
 def test_stat(env: Env) -> None:
     put(env.store, EMPTY, BIG)
     ids = [oid(BIG), oid(b"absent"), oid(EMPTY)]
@@ -395,3 +419,17 @@ def test_a_full_copy_replaces_a_stored_delta_of_the_same_content(env: Env) -> No
     env.store.put_objects(iter([bs.PutObjectsRequest(client=CLIENT, pieces=[as_delta])]))
     found, _ = get(env.store, oid(content))
     assert found[oid(content)] == b"FULL BYTES"
+
+
+def test_quarantine_sets_an_object_aside_and_frees_its_name(env: Env) -> None:
+    put(env.store, SMALL, BIG)
+    text = oid(SMALL).decode()
+    reply = env.store.delete_objects(
+        bs.DeleteObjectsRequest(client=CLIENT, object_ids=[oid(SMALL), oid(b"absent")], quarantine=True)
+    )
+    assert reply.deleted == 1
+    aside = env.root / CLIENT / "quarantine"
+    assert sorted(p.name for p in aside.iterdir()) == [text, text + ".meta"]
+    assert get(env.store, oid(SMALL))[0] == {oid(SMALL): None}
+    assert put(env.store, SMALL).stored == 1  # a fresh copy takes the name
+    assert get(env.store, oid(SMALL), oid(BIG))[0] == {oid(SMALL): SMALL, oid(BIG): BIG}

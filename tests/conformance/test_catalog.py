@@ -674,3 +674,27 @@ def test_list_objects_streams_every_held_object(cenv: Env) -> None:
     record(cenv, b, objects=[obj(f"o{n:04}".encode()) for n in range(1500)])
     listed = [o.object_id for m in cenv.api.list_objects(cat.ClientRequest(client="c")) for o in m.objects]
     assert len(listed) == 1500 and listed[0] == b"o0000" and listed[-1] == b"o1499"
+
+
+def test_marked_bad_objects_and_their_deltas_stop_counting_as_held(cenv: Env) -> None:
+    b1 = begin(cenv, "s1")
+    f = entry(b"f", size=10, object_id=b"o1")
+    g = entry(b"g", size=10, object_id=b"o3", inode=8)
+    record(cenv, b1, group([], f, g), objects=[obj(b"o1"), obj(b"o2", basis=b"o1"), obj(b"o3")])
+    record(cenv, b1, objects=[obj(b"o4", basis=b"o2")])
+    complete(cenv, b1)
+    reply = cenv.api.mark_objects_bad(cat.ObjectIdsRequest(client="c", object_ids=[b"o1", b"unknown", b"o1"]))
+    assert list(reply.marked) == [b"o1"] and sorted(reply.dependents) == [b"o2", b"o4"]
+    held = cenv.api.get_object_info(cat.ObjectIdsRequest(client="c", object_ids=[b"o1", b"o2", b"o3", b"o4"]))
+    assert [o.object_id for o in held.objects] == [b"o3"]
+    listed = {o.object_id: o.bad for r in cenv.api.list_objects(cat.ClientRequest(client="c")) for o in r.objects}
+    assert listed == {b"o1": True, b"o2": True, b"o3": False, b"o4": True}
+    b2 = begin(cenv, "s2")
+    previous = lookup(cenv, b2.set.id, group([], f, g))
+    assert previous[0].found and not previous[0].HasField("object")  # content not held: send it again
+    assert previous[1].object.object_id == b"o3"
+    record(cenv, b2, objects=[obj(b"o1")])  # stored again: held once more
+    held = cenv.api.get_object_info(cat.ObjectIdsRequest(client="c", object_ids=[b"o1", b"o2"]))
+    assert [o.object_id for o in held.objects] == [b"o1"]
+    with pytest.raises(NotFound):
+        cenv.api.mark_objects_bad(cat.ObjectIdsRequest(client="nobody", object_ids=[b"o1"]))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from helpers.trees import make_tree
-from tardis_cli import backup, sonic
+from tardis_cli import backup, regenerate, sonic
 
 
 def object_of(repository: str, content: bytes) -> Path:
@@ -41,6 +42,55 @@ def test_verify_finds_missing_and_damaged_objects(tmp_path: Path, capsys: pytest
     assert sonic.main(["verify", "--repository", repository]) == 1
     out = capsys.readouterr().out
     assert f"missing: {missing.name}" in out and ", 1 problems" in out  # same size: only --deep sees it
-    assert sonic.main(["verify", "--repository", repository, "--deep"]) == 1
+    assert "run sonic verify --repair" in out
+    assert sonic.main(["verify", "--repository", repository, "--repair"]) == 1
+    assert "marked 1 objects bad" in capsys.readouterr().out
+    assert sonic.main(["verify", "--repository", repository, "--deep", "--repair"]) == 1
     out = capsys.readouterr().out
-    assert f"missing: {missing.name}" in out and damaged.name in out and ", 2 problems" in out
+    assert f"bad: {missing.name} (marked earlier" in out and f"damaged: {damaged.name}" in out
+    assert ", 2 problems" in out and "marked 1 objects bad" in out
+    assert damaged.exists() is False  # set aside in quarantine, freeing its name
+    assert (Path(repository) / "quarantine" / damaged.name).is_file()
+
+
+def test_marked_bad_content_is_stored_again_and_restores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Damage found by verify --deep is healed by the next backup: the unchanged files whose
+    objects were bad are sent again, the delta built on a bad basis too, and every set restores."""
+    repository = str(tmp_path / "repo" / "host")
+    source = make_tree(tmp_path / "src", files=30)
+    big = source / "big.bin"
+    big.write_bytes(os.urandom(300_000))
+    assert backup.main(["--repository", repository, "--create", str(source)]) == 0
+    with open(big, "r+b") as f:
+        f.write(b"edit")
+    assert backup.main(["--repository", repository, str(source)]) == 0  # big.bin now a delta on the first
+    with sqlite3.connect(Path(repository) / "tardis.db") as db:
+        (address,) = db.execute(
+            "SELECT b.address FROM objects o JOIN objects b ON b.object_id = o.basis_id WHERE o.size = 300000"
+        ).fetchone()
+    first_big = Path(repository) / address[:2].decode() / address[2:4].decode() / address.decode()
+    victim = object_of(repository, (source / "run.sh").read_bytes())
+    victim.write_bytes(victim.read_bytes()[:-3])  # truncated
+    first_big.write_bytes(b"\0" * first_big.stat().st_size)  # the basis of big.bin's delta, same size
+    capsys.readouterr()
+    assert sonic.main(["verify", "--repository", repository, "--deep", "--repair"]) == 1
+    out = capsys.readouterr().out
+    assert "marked 2 objects bad and 1 deltas built on them" in out, out
+
+    assert backup.main(["--repository", repository, str(source)]) == 0  # nothing changed on disk
+    capsys.readouterr()
+    assert sonic.main(["verify", "--repository", repository, "--deep"]) == 1  # the old basis stays lost
+    out = capsys.readouterr().out
+    assert f"bad: {first_big.name}" in out and ", 1 problems" in out, out
+    restored = tmp_path / "restored"
+    assert regenerate.main(["--repository", repository, "-o", str(restored), str(source)]) == 0
+    for path in (source / "run.sh", big):
+        assert (restored / "src" / path.relative_to(source)).read_bytes() == path.read_bytes()
+    # The first set's big.bin was the lost basis: regenerate names it and restores the rest.
+    first = tmp_path / "first"
+    with sqlite3.connect(Path(repository) / "tardis.db") as db:
+        (name,) = db.execute("SELECT name FROM sets ORDER BY set_id LIMIT 1").fetchone()
+    code = regenerate.main(["--repository", repository, "-o", str(first), "--backup", name, str(source)])
+    err = capsys.readouterr().err
+    assert code == 1 and f"missing: {first / 'src' / 'big.bin'}" in err, err
+    assert (first / "src" / "run.sh").read_bytes() == (source / "run.sh").read_bytes()

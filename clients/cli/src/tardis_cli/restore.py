@@ -333,7 +333,8 @@ class Restorer:
         for reply in self.ingest.read_objects(request):
             for piece in reply.pieces:
                 if piece.missing:
-                    raise Corrupt(f"object {piece.object_id.decode('ascii', 'replace')} is missing from the store")
+                    self._lost(piece.object_id, wanted.pop(piece.object_id))
+                    continue
                 if piece.object_id != current:
                     current, failure = piece.object_id, None
                     decoder = ObjectDecoder(self.cipher, current if self.authenticate else None, kind=KIND_FULL)
@@ -382,6 +383,16 @@ class Restorer:
                 raise
             os.close(writer.fd)
             self._copies(pending, info.size)
+
+    def _lost(self, object_id: bytes, pending: _Pending) -> None:
+        """Content the store does not have (missing, or set aside as damaged): every name of it
+        is reported and left out; the rest of the restore goes on."""
+        shown = object_id.decode("ascii", "replace")
+        for path, _entry in pending.paths:
+            self._unvouched.discard(path)
+            self.corrupt.append((path, object_id))
+            self.stats.corrupt += 1
+            self.report(f"missing: {path} (object {shown}): not in the store; not restored")
 
     def _corrupt_object(self, object_id: bytes, pending: _Pending, failure: Corrupt) -> None:
         """Content that failed its check: raise, or keep, rename or delete every name of it."""

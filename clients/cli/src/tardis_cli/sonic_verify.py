@@ -26,6 +26,10 @@ from .sets import list_sets
 from .sonic_common import Handler, open_repo
 
 
+def _show(object_id: bytes) -> str:
+    return object_id.decode("ascii", "replace")
+
+
 class _Sink(io.RawIOBase):
     """Discards what is written to it (deep verification needs the check, not the bytes)."""
 
@@ -40,15 +44,23 @@ def register(commands: Any) -> dict[str, Handler]:
     verify = commands.add_parser("verify", help="check the catalog against the stored objects")
     add_common_options(verify)
     verify.add_argument("--deep", action="store_true", help="read every object and check it against its address")
+    verify.add_argument(
+        "--repair",
+        action="store_true",
+        help="mark damaged and missing objects bad (their files set aside in quarantine/), so the next"
+        " backup stores their content again",
+    )
     return {"verify": verify_objects}
 
 
-def _read_all(repo: Any, chains: ChainReader, infos: list[Any]) -> list[str]:
-    """Decode every object: full ones on one stream per batch, deltas through their chain."""
+def _read_all(repo: Any, chains: ChainReader, infos: list[Any], damaged: list[bytes], failed: set[bytes]) -> list[str]:
+    """Decode every object: full ones on one stream per batch, deltas through their chain.
+
+    The ids of objects that fail are added to ``damaged``; a delta whose basis failed is
+    reported as unreadable but not damaged (marking its basis bad covers it)."""
     problems: list[str] = []
     full = [i.object_id for i in infos if not i.basis_id]
     decoders: dict[bytes, ObjectDecoder] = {}
-    failed: set[bytes] = set()
     request = bs.GetObjectsRequest(client=repo.client, object_ids=full)
     for reply in repo.ingest.read_objects(request) if full else ():
         for piece in reply.pieces:
@@ -63,36 +75,73 @@ def _read_all(repo: Any, chains: ChainReader, infos: list[Any]) -> list[str]:
                     decoder.finish()
             except Corrupt as exc:
                 failed.add(piece.object_id)
+                damaged.append(piece.object_id)
                 problems.append(f"damaged: {exc}")
     for info in infos:
-        if info.basis_id:
+        if info.basis_id in failed:
+            failed.add(info.object_id)
+            problems.append(f"unreadable: {_show(info.object_id)}: its basis {_show(info.basis_id)} is damaged")
+        elif info.basis_id:
             try:
                 chains.materialize(info.object_id, _Sink())  # type: ignore[arg-type]
             except Corrupt as exc:
+                failed.add(info.object_id)
+                damaged.append(info.object_id)
                 problems.append(f"damaged: {exc}")
     return problems
 
 
+def _mark_bad(repo: Any, damaged: list[bytes]) -> str:
+    """Mark damaged objects bad on the server, so the next backup stores their content again."""
+    ids = list(dict.fromkeys(damaged))
+    if not ids:
+        return ""
+    reply = repo.ingest.mark_objects_bad(cat.ObjectIdsRequest(client=repo.client, object_ids=ids))
+    also = f" and {len(reply.dependents)} deltas built on them" if reply.dependents else ""
+    return (
+        f"marked {len(reply.marked)} objects bad{also}; the next backup stores their content again"
+        " where the files still exist"
+    )
+
+
 def verify_objects(args: argparse.Namespace) -> int:
     problems: list[str] = []
+    damaged: list[bytes] = []
+    failed: set[bytes] = set()
     checked = 0
     with open_repo(args) as repo:
         chains = ChainReader(repo.ingest, repo.client, repo.cipher)
         for batch in repo.ingest.list_objects(cat.ClientRequest(client=repo.client)):
-            ids = [o.object_id for o in batch.objects]
-            sizes = repo.ingest.stat_objects(bs.StatObjectsRequest(client=repo.client, object_ids=ids)).stored_sizes
+            for info in batch.objects:
+                if info.bad:
+                    checked += 1
+                    failed.add(info.object_id)
+                    problems.append(
+                        f"bad: {info.object_id.decode('ascii', 'replace')} (marked earlier; not yet stored again)"
+                    )
+            good = [o for o in batch.objects if not o.bad]
+            ids = [o.object_id for o in good]
+            sizes = (
+                repo.ingest.stat_objects(bs.StatObjectsRequest(client=repo.client, object_ids=ids)).stored_sizes
+                if ids
+                else []
+            )
             present: list[cat.ObjectInfoReply] = []
-            for info, size in zip(batch.objects, sizes, strict=True):
+            for info, size in zip(good, sizes, strict=True):
                 checked += 1
                 name = info.object_id.decode("ascii", "replace")
                 if size < 0:
+                    damaged.append(info.object_id)
+                    failed.add(info.object_id)
                     problems.append(f"missing: {name}")
                 elif size != info.stored_size:
+                    damaged.append(info.object_id)
+                    failed.add(info.object_id)
                     problems.append(f"wrong size: {name} ({size} bytes stored, {info.stored_size} expected)")
                 else:
                     present.append(info)
             if args.deep:
-                problems += _read_all(repo, chains, present)
+                problems += _read_all(repo, chains, present, damaged, failed)
         sealed = 0
         keys = repo.unlocked.keys if repo.unlocked is not None else None
         if keys is not None:
@@ -100,8 +149,13 @@ def verify_objects(args: argparse.Namespace) -> int:
                 if backup_set.completed:
                     sealed += 1
                     problems += verify_set(repo.ingest, repo.client, repo.cipher, keys.manifest_key, backup_set)
+        marked_note = _mark_bad(repo, damaged) if args.repair else ""
+        if damaged and not args.repair:
+            marked_note = "run sonic verify --repair to mark them bad, so the next backup stores their content again"
     for problem in problems:
         print(problem)
+    if marked_note:
+        print(marked_note)
     kind = "read and checked" if args.deep else "checked"
     against = f", {sealed} sets checked against their manifests" if sealed else ""
     print(f"{checked} objects {kind}{against}, {len(problems)} problems")

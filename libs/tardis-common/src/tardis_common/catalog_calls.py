@@ -27,6 +27,9 @@ class CatalogCalls(RpcClient):
     def get_object_info(self, request: cat.ObjectIdsRequest) -> cat.ObjectInfoReply:
         return self._unary("GetObjectInfo", request)  # type: ignore[no-any-return]
 
+    def mark_objects_bad(self, request: cat.ObjectIdsRequest) -> cat.MarkObjectsBadReply:
+        return self._unary("MarkObjectsBad", request)  # type: ignore[no-any-return]
+
     def list_objects(self, request: cat.ClientRequest) -> Iterator[cat.ObjectInfoReply]:
         return self._stream_out("ListObjects", request)
 

@@ -135,6 +135,11 @@ class BlobStoreCore:
             else:
                 with source:
                     remaining = _size(source)
+                    if request.offset:
+                        source.seek(min(request.offset, remaining))
+                        remaining = max(0, remaining - request.offset)
+                    if request.length:
+                        remaining = min(remaining, request.length)
                     while True:
                         data = source.read(min(remaining, budget))
                         remaining -= len(data)
@@ -169,7 +174,8 @@ class BlobStoreCore:
             check_object_id(object_id)
         if not tree.exists():
             return bs.DeleteObjectsReply(deleted=0)
-        return bs.DeleteObjectsReply(deleted=sum(tree.delete(object_id) for object_id in request.object_ids))
+        remove = tree.quarantine if request.quarantine else tree.delete
+        return bs.DeleteObjectsReply(deleted=sum(remove(object_id) for object_id in request.object_ids))
 
 
 def _wait_all(futures: list[Future[None]], raise_first: bool = True) -> None:

@@ -220,6 +220,20 @@ class ObjectTree:
             return False
         return True
 
+    def quarantine(self, object_id: bytes) -> bool:
+        """Move the object with its .meta and .sig to ``quarantine/`` (a damaged object kept for
+        inspection), freeing its name for a fresh copy; True if the object existed."""
+        path = self.path(object_id)
+        if not path.is_file():
+            return self.delete(object_id)
+        aside = self.dir / "quarantine"
+        aside.mkdir(exist_ok=True)
+        for suffix in (".meta", ".sig", ""):
+            source = path.with_name(path.name + suffix)
+            if source.exists():
+                os.replace(source, aside / source.name)
+        return True
+
     def list(self) -> Iterator[bytes]:
         """Every stored object id, in no particular order."""
         if not self.exists():

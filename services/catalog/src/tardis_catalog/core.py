@@ -28,6 +28,7 @@ from . import db, naming, tree
 from .rows import (
     ENTRY_SELECT,
     OBJECT_SELECT,
+    OBJECT_SELECT_WITH_BAD,
     SET_SELECT,
     chunks,
     entry_from_row,
@@ -760,11 +761,14 @@ class CatalogCore:
         except BaseException:
             reader.close()
             raise
-        return self._stream_tree(reader, set_id, request.dir_id)
+        return self._stream_tree(reader, set_id, request.dir_id, request.shallow)
 
     @staticmethod
-    def _stream_tree(reader: sqlite3.Connection, set_id: int, dir_id: int) -> Iterator[common.StoredEntries]:
-        """Versions valid in ``set_id`` (or, for set 0, every version) under ``dir_id``."""
+    def _stream_tree(
+        reader: sqlite3.Connection, set_id: int, dir_id: int, shallow: bool = False
+    ) -> Iterator[common.StoredEntries]:
+        """Versions valid in ``set_id`` (or, for set 0, every version) under ``dir_id``
+        (``shallow``: only those directly in it)."""
         try:
             if set_id:
                 condition = "e.first_set <= ? AND e.last_set >= ? ORDER BY e.dir_id, e.entry_id"
@@ -772,7 +776,9 @@ class CatalogCore:
             else:
                 condition = "1 ORDER BY e.dir_id, n.name, e.first_set"
                 params = ()
-            if dir_id == 0:
+            if shallow:
+                cur = reader.execute(ENTRY_SELECT + " WHERE e.dir_id = ? AND " + condition, (dir_id, *params))
+            elif dir_id == 0:
                 cur = reader.execute(ENTRY_SELECT + " WHERE " + condition, params)
             else:
                 cur = reader.execute(
@@ -789,20 +795,51 @@ class CatalogCore:
             reader.close()
 
     def list_objects(self, request: cat.ClientRequest) -> Iterator[cat.ObjectInfoReply]:
-        """Every object not marked bad, read from a snapshot on a private connection."""
+        """Every object (those marked bad flagged so), read from a snapshot on a private connection."""
         with self._db(request.client):
             path = self._path(check_client_name(request.client))
         reader = db.connect(path, read_only=True)
 
         def stream() -> Iterator[cat.ObjectInfoReply]:
             try:
-                cur = reader.execute(OBJECT_SELECT + " WHERE o.bad = 0 ORDER BY o.object_id")
+                cur = reader.execute(OBJECT_SELECT_WITH_BAD + " ORDER BY o.object_id")
                 while rows := cur.fetchmany(TREE_BATCH):
                     yield cat.ObjectInfoReply(objects=[object_from_row(r) for r in rows])
             finally:
                 reader.close()
 
         return stream()
+
+    def mark_objects_bad(self, request: cat.ObjectIdsRequest) -> cat.MarkObjectsBadReply:
+        """Mark the named objects, and every delta whose chain runs through one, as bad.
+
+        A bad object no longer counts as held: lookups do not offer it as a previous version's
+        content, so the next backup of that content stores it again (and revives the row)."""
+        wanted = list(dict.fromkeys(request.object_ids))
+        reply = cat.MarkObjectsBadReply()
+        with self._db(request.client) as conn, db.write_tx(conn):
+            named: list[int] = []
+            for part in chunks(wanted, tree.max_params(conn)):
+                sql = f"SELECT object_id, address FROM objects WHERE address IN ({marks(len(part))})"
+                for row_id, address in conn.execute(sql, part):
+                    named.append(row_id)
+                    reply.marked.append(bytes(address))
+            if not named:
+                return reply
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS marking (object_id INTEGER PRIMARY KEY)")
+            conn.execute("DELETE FROM marking")
+            conn.executemany("INSERT OR IGNORE INTO marking VALUES (?)", [(i,) for i in named])
+            rows = conn.execute(
+                "WITH RECURSIVE below(object_id) AS (SELECT object_id FROM marking"
+                " UNION SELECT o.object_id FROM objects o JOIN below b ON o.basis_id = b.object_id)"
+                " SELECT o.object_id, o.address FROM objects o JOIN below b USING (object_id)"
+                " WHERE o.object_id NOT IN (SELECT object_id FROM marking)"
+            ).fetchall()
+            reply.dependents.extend(bytes(address) for _, address in rows)
+            conn.executemany("INSERT OR IGNORE INTO marking VALUES (?)", [(i,) for i, _ in rows])
+            conn.execute("UPDATE objects SET bad = 1 WHERE object_id IN (SELECT object_id FROM marking)")
+            conn.execute("DELETE FROM marking")
+        return reply
 
     def get_object_info(self, request: cat.ObjectIdsRequest) -> cat.ObjectInfoReply:
         wanted = list(dict.fromkeys(request.object_ids))

@@ -35,6 +35,7 @@ SELECT o.address, o.size, o.stored_size, o.compression, o.encrypted, b.address, 
        o.has_signature
 FROM objects o LEFT JOIN objects b ON b.object_id = o.basis_id
 """
+OBJECT_SELECT_WITH_BAD = OBJECT_SELECT.replace("o.has_signature", "o.has_signature, o.bad")
 
 
 def to_i64(value: int) -> int:
@@ -106,6 +107,7 @@ def object_from_row(row: Sequence[Any]) -> common.ObjectInfo:
         basis_id=row[5] or b"",
         chain_length=row[6],
         has_signature=bool(row[7]),
+        bad=len(row) > 8 and bool(row[8]),
     )
 
 

@@ -430,6 +430,24 @@ class IngestCore:
             self.blobstore.delete_objects(bs.DeleteObjectsRequest(client=request.client, object_ids=removed.orphans))
         return removed
 
+    def mark_objects_bad(self, request: cat.ObjectIdsRequest) -> cat.MarkObjectsBadReply:
+        """Objects verification found damaged or missing: bad in the catalog (with the deltas
+        built on them), their files set aside in quarantine so a fresh copy can take the name."""
+        self._client(request.client)
+        marked = self.catalog.mark_objects_bad(request)
+        doomed = [*marked.marked, *marked.dependents]
+        if doomed:
+            self.blobstore.delete_objects(
+                bs.DeleteObjectsRequest(client=request.client, object_ids=doomed, quarantine=True)
+            )
+        log.warning(
+            "client %s: %d objects marked bad, %d deltas built on them",
+            request.client,
+            len(marked.marked),
+            len(marked.dependents),
+        )
+        return marked
+
     def read_objects(self, request: bs.GetObjectsRequest) -> Iterator[bs.GetObjectsReply]:
         self._client(request.client)
         self.catalog.get_client(cat.ClientRequest(client=request.client))

@@ -90,7 +90,10 @@ def decide(
         if unchanged and prev is not None and _same(entry, prev, _METADATA):
             return Outcome.EXTEND, b""
         return Outcome.RECORD, b""
-    if prev is not None and prev.type == FILE and prev.object_id:
+    # A previous version whose object is not held (marked bad, or gone) cannot be carried on:
+    # its content is sent again.
+    held = previous is not None and previous.object is not None
+    if prev is not None and prev.type == FILE and prev.object_id and held:
         refresh = full and previous is not None and previous.object is not None and previous.object.chain_length > 0
         if unchanged and not refresh:
             if prev.flags & common.ENTRY_FLAG_RACY:
