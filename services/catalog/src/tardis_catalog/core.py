@@ -7,6 +7,7 @@ hold a lease per client and present its fencing number on every write.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import stat
 import threading
@@ -20,8 +21,9 @@ from tardis.v1 import catalog_pb2 as cat
 from tardis.v1 import common_pb2 as common
 
 from tardis_common.clock import Clock, SystemClock
-from tardis_common.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from tardis_common.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, PermissionDenied
 from tardis_common.names import check_client_name
+from tardis_common.netfs import network_filesystem
 from tardis_common.version import __version__
 
 from . import db, naming, tree
@@ -53,6 +55,9 @@ def _tag(conn: sqlite3.Connection, tag: str, set_id: int) -> None:
     )
 
 
+log = logging.getLogger(__name__)
+
+
 class _Slot:
     """One client's connection and the lock that serialises its use."""
 
@@ -81,8 +86,17 @@ class CatalogCore:
         set_formats: Sequence[str] = naming.DEFAULT_FORMATS,
         set_priorities: Sequence[int] = naming.DEFAULT_PRIORITIES,
         set_keep_days: Sequence[int] = naming.DEFAULT_KEEP_DAYS,
+        read_only: bool | None = None,
     ) -> None:
+        """``read_only``: open every catalog without locks and refuse writes; by default, when
+        ``root`` is on a network filesystem (NFS, SMB), where SQLite's WAL cannot be trusted."""
         self._root = Path(root)
+        if read_only is None:
+            kind = network_filesystem(self._root) if self._root.exists() else None
+            if kind is not None:
+                log.info("%s is on a network filesystem (%s): opening its catalogs read-only", self._root, kind)
+            read_only = kind is not None
+        self.read_only = read_only
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._server_version = server_version
         self._allow_upgrades = allow_upgrades
@@ -112,7 +126,7 @@ class CatalogCore:
                 path = self._path(name)
                 if not path.is_file():
                     raise NotFound(f"client {name} does not exist")
-                slot.conn = db.open_existing(path, name, self._allow_upgrades)
+                slot.conn = db.open_existing(path, name, self._allow_upgrades, immutable=self.read_only)
             yield slot.conn
 
     def close(self) -> None:
@@ -168,6 +182,8 @@ class CatalogCore:
         with slot.lock:
             if self._path(name).exists():
                 raise AlreadyExists(f"client {name} already exists")
+            if self.read_only:
+                raise PermissionDenied(f"cannot create client {name}: this repository is opened read-only")
             db.create(self._root / name, name, self._clock.now_ns())
         return self.get_client(request)
 
@@ -753,7 +769,7 @@ class CatalogCore:
         client, set_id = request.client, request.set_id
         with self._db(client):  # validates the client and brings its schema up to date
             path = self._path(check_client_name(client))
-        reader = db.connect(path, read_only=True)
+        reader = db.connect(path, read_only=True, immutable=self.read_only)
         try:
             reader.execute("BEGIN")
             if set_id and reader.execute("SELECT 1 FROM sets WHERE set_id = ?", (set_id,)).fetchone() is None:
@@ -798,7 +814,7 @@ class CatalogCore:
         """Every object (those marked bad flagged so), read from a snapshot on a private connection."""
         with self._db(request.client):
             path = self._path(check_client_name(request.client))
-        reader = db.connect(path, read_only=True)
+        reader = db.connect(path, read_only=True, immutable=self.read_only)
 
         def stream() -> Iterator[cat.ObjectInfoReply]:
             try:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tardis_common.errors import AlreadyExists, Conflict, Corrupt
+from tardis_common.errors import AlreadyExists, Conflict, Corrupt, PermissionDenied
 
 from . import schema
 
@@ -20,16 +20,22 @@ log = logging.getLogger(__name__)
 DB_NAME = "tardis.db"
 
 
-def connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit) with the catalog's pragmas."""
-    if read_only:
-        uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+def connect(path: Path, read_only: bool = False, immutable: bool = False) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit) with the catalog's pragmas.
+
+    ``immutable``: read-only without locks, -wal or -shm (a catalog on a network filesystem,
+    where SQLite's locking cannot be trusted); writes are refused (``write_tx``)."""
+    if read_only or immutable:
+        flags = "mode=ro&immutable=1" if immutable else "mode=ro"
+        uri = f"file:{urllib.parse.quote(str(path))}?{flags}"
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     else:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 10000")
     conn.execute("PRAGMA foreign_keys = ON")
-    if not read_only:
+    if immutable:
+        conn.execute("PRAGMA query_only = ON")
+    elif not read_only:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
     return conn
@@ -38,6 +44,10 @@ def connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
 @contextmanager
 def write_tx(conn: sqlite3.Connection, full_sync: bool = False) -> Iterator[sqlite3.Connection]:
     """One write transaction; ``full_sync`` makes its commit fully synchronous."""
+    if conn.execute("PRAGMA query_only").fetchone()[0]:
+        raise PermissionDenied(
+            "this repository is opened read-only (it is on a network filesystem); back up to the server that holds it"
+        )
     if full_sync:
         conn.execute("PRAGMA synchronous = FULL")
     try:
@@ -81,9 +91,9 @@ def create(directory: Path, client: str, created_ns: int) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def open_existing(path: Path, client: str, allow_upgrades: bool) -> sqlite3.Connection:
+def open_existing(path: Path, client: str, allow_upgrades: bool, immutable: bool = False) -> sqlite3.Connection:
     """Open a catalog, upgrading an older schema (after a backup copy) when allowed."""
-    conn = connect(path)
+    conn = connect(path, immutable=immutable)
     try:
         version = schema.get_version(conn)
         current = schema.SCHEMA_VERSION
