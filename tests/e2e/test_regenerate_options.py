@@ -224,6 +224,18 @@ def test_reduce_path(repo: Repo) -> None:
     assert code == 0, err
     assert (full / str(repo.src).lstrip("/") / "docs" / "deep" / "c.txt").read_text() == "charlie\n"
 
+    smart = repo.tmp / "smart"  # no N: strip what the inputs share, keep their layout below it
+    code, _, err = repo.regen(
+        "-o", str(smart), "--reduce-path", str(repo.src / "docs" / "deep"), str(repo.src / "docs" / "b.txt")
+    )
+    assert code == 0, err
+    assert (smart / "deep" / "c.txt").read_text() == "charlie\n"
+    assert (smart / "b.txt").read_text() == "bravo" * 100
+    alone = repo.tmp / "alone"
+    code, _, err = repo.regen("-o", str(alone), "--reduce-path", str(repo.src / "docs" / "deep" / "c.txt"))
+    assert code == 0, err
+    assert (alone / "c.txt").read_text() == "charlie\n"
+
 
 def test_checksum_inputs(repo: Repo) -> None:
     b_id, c_id = (

@@ -77,9 +77,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reduce-path",
         type=int,
+        nargs="?",
+        const=SMART_REDUCE,
         default=S,
         metavar="N",
-        help="restore under the output directory at the backed-up path minus its first N components",
+        help="restore under the output directory at the backed-up path minus its first N components;"
+        " without N, minus the directories all the given paths share (so several inputs keep their"
+        " relative layout)",
     )
     fidelity = p.add_argument_group("what to restore besides contents")
     fidelity.add_argument("--set-times", action=B, default=True, help="modification and access times")
@@ -94,8 +98,17 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _smart_reduce(argv: list[str]) -> list[str]:
+    """``--reduce-path`` followed by a path rather than a number means "without N"."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--reduce-path" and not (i + 1 < len(out) and out[i + 1].lstrip("-").isdigit()):
+            out[i] = f"--reduce-path={SMART_REDUCE}"
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_args(_smart_reduce(sys.argv[1:] if argv is None else argv))
     setup_logging(getattr(args, "verbosity", 0))
     return run(PROG, lambda: _regenerate(args), exceptions=getattr(args, "exceptions", False))
 
@@ -111,6 +124,21 @@ def _ask(path: str) -> bool:
     sys.stderr.write(f"{PROG}: overwrite {path}? [y/N] ")
     sys.stderr.flush()
     return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+SMART_REDUCE = -1  # --reduce-path without N
+
+
+def shared_prefix(paths: list[list[bytes]]) -> int:
+    """How many leading directory components every one of ``paths`` shares (never a path's
+    own last component, so each keeps at least its name)."""
+    if not paths:
+        return 0
+    limit = min(len(p) for p in paths) - 1
+    count = 0
+    while count < limit and all(p[count] == paths[0][count] for p in paths):
+        count += 1
+    return count
 
 
 def _target(output: str, components: list[bytes], reduce: int | None) -> str:
@@ -186,6 +214,8 @@ def _regenerate(args: argparse.Namespace) -> int:
         if not files:
             restorer(chosen.id).restore_path([], output)
         reduce: int | None = getattr(args, "reduce_path", None)
+        if reduce == SMART_REDUCE:
+            reduce = shared_prefix([components_of(path) for path in files])
         for path in files:
             components = components_of(path)
             set_id = _newest_holding(repo, cipher, complete, components) if args.last else chosen.id
