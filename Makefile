@@ -58,3 +58,18 @@ bench: ROUNDS ?= 1
 bench: CORPUS_MB ?= 1000
 bench: setup
 	ROUNDS=$(ROUNDS) CORPUS_MB=$(CORPUS_MB) bash bench/run.sh
+
+# --- logwatch (issue 9) ----------------------------------------------------------------------
+# `make install-logwatch [DESTDIR=/pkgroot] [LOGWATCH_DIR=/etc/logwatch]`: the tardisd service
+# for logwatch (deploy/logwatch/). An existing logfiles/tardisd.conf (the log's path, which
+# a site edits) is kept; `make install` includes this target.
+LOGWATCH_DIR ?= /etc/logwatch
+LOGWATCH_DEST = $(DESTDIR)$(LOGWATCH_DIR)
+.PHONY: install install-logwatch
+install: install-logwatch
+install-logwatch:
+	install -D -m 0644 deploy/logwatch/conf/services/tardisd.conf $(LOGWATCH_DEST)/conf/services/tardisd.conf
+	install -D -m 0755 deploy/logwatch/scripts/services/tardisd $(LOGWATCH_DEST)/scripts/services/tardisd
+	test -e $(LOGWATCH_DEST)/conf/logfiles/tardisd.conf || \
+	  install -D -m 0644 deploy/logwatch/conf/logfiles/tardisd.conf $(LOGWATCH_DEST)/conf/logfiles/tardisd.conf
+# --- end logwatch ------------------------------------------------------------------------------

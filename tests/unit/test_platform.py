@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import errno
 import grp
 import os
 import pwd
@@ -194,3 +196,171 @@ def test_unsafe_components_are_refused(raw: bytes) -> None:
 @pytest.mark.parametrize("raw", [b"a", b"...", b".hidden", b"..x", "日本語".encode(), b"\xff\xfe"])
 def test_safe_components_are_kept(raw: bytes) -> None:
     assert safe_component(raw) == os.fsdecode(raw)
+
+
+# -- portability: Linux-only calls stay in platform.py ----------------------------------------
+
+# os functions and constants that exist only on Linux (or mean something else elsewhere).
+LINUX_ONLY_OS = frozenset(
+    {
+        "getxattr",
+        "setxattr",
+        "listxattr",
+        "removexattr",
+        "posix_fadvise",
+        "posix_fallocate",
+        "O_NOATIME",
+        "O_DIRECT",
+        "O_PATH",
+        "O_TMPFILE",
+        "O_LARGEFILE",
+        "sched_getaffinity",
+        "sched_setaffinity",
+        "sched_setscheduler",
+        "memfd_create",
+        "splice",
+        "copy_file_range",
+        "sendfile",
+        "pidfd_open",
+        "eventfd",
+        "major",
+        "minor",
+        "makedev",
+        "mknod",
+        "SEEK_DATA",
+        "SEEK_HOLE",
+        "POSIX_FADV_SEQUENTIAL",
+        "POSIX_FADV_DONTNEED",
+    }
+)
+# Attribute names that are platform-specific whatever object carries them.
+LINUX_ONLY_ATTRS = frozenset({"getxattr", "setxattr", "listxattr", "removexattr", "st_rdev", "f_type"})
+# Modules that are Linux-only, or the usual way to reach Linux-only calls.
+LINUX_ONLY_MODULES = frozenset({"fcntl", "ctypes", "fuse", "llfuse", "pyfuse3", "posix1e", "xattr", "resource"})
+LINUX_ONLY_PATHS = ("/proc", "/sys/", "/dev/shm")
+
+
+def _linux_path(text: str) -> bool:
+    return any(text == p.rstrip("/") or text.startswith(p.rstrip("/") + "/") for p in LINUX_ONLY_PATHS)
+
+
+def linux_only_uses(source: str, filename: str = "<source>") -> list[str]:
+    """Every use of a Linux-only name, module or path in ``source``, as ``file:line: what``."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source, filename)):
+        what = None
+        if isinstance(node, ast.Import):
+            hit = [a.name for a in node.names if a.name.split(".")[0] in LINUX_ONLY_MODULES]
+            what = f"import {hit[0]}" if hit else None
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module.split(".")[0] in LINUX_ONLY_MODULES:
+                what = f"from {node.module} import"
+            elif node.module == "os":
+                hit = [a.name for a in node.names if a.name in LINUX_ONLY_OS]
+                what = f"from os import {hit[0]}" if hit else None
+        elif isinstance(node, ast.Attribute):
+            on_os = isinstance(node.value, ast.Name) and node.value.id == "os"
+            if node.attr in LINUX_ONLY_ATTRS or (on_os and node.attr in LINUX_ONLY_OS):
+                what = f".{node.attr}"
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr"):
+            # getattr(os, "listxattr") is the same call by another spelling.
+            args = node.args
+            if len(args) >= 2 and isinstance(args[1], ast.Constant) and args[1].value in LINUX_ONLY_OS:
+                what = f"{node.func.id}(..., {args[1].value!r})"
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _linux_path(node.value):
+            what = f"path {node.value!r}"
+        if what:
+            found.append(f"{filename}:{getattr(node, 'lineno', '?')}: {what}")
+    return found
+
+
+def client_modules() -> list[Path]:
+    import tardis_cli
+
+    package = Path(tardis_cli.__file__).parent
+    modules = sorted(package.rglob("*.py"))
+    assert len(modules) > 20, modules  # the whole client, not an empty directory
+    return modules
+
+
+def test_only_platform_module_uses_linux_only_calls() -> None:
+    offenders: list[str] = []
+    for module in client_modules():
+        if module.name == "platform.py":
+            continue
+        offenders += linux_only_uses(module.read_text(encoding="utf-8"), str(module))
+    assert not offenders, "move these behind tardis_cli/platform.py:\n" + "\n".join(offenders)
+
+
+def test_platform_module_is_where_the_linux_calls_are() -> None:
+    """The scan does see platform.py's own calls (so an empty result elsewhere means something)."""
+    source = Path(platform.__file__).read_text(encoding="utf-8")
+    uses = linux_only_uses(source, "platform.py")
+    assert any("listxattr" in u for u in uses) and any("setxattr" in u for u in uses), uses
+
+
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "import os\nos.getxattr('f', 'user.x')",
+        "import os\nfd = os.open('f', os.O_RDONLY | os.O_NOATIME)",
+        "import os\nos.posix_fadvise(3, 0, 0, os.POSIX_FADV_DONTNEED)",
+        "from os import listxattr",
+        "import fcntl",
+        "from ctypes import CDLL",
+        "import os\nhasattr(os, 'setxattr')",
+        "import os\nst = os.lstat('x')\nprint(st.st_rdev)",
+        "open('/proc/self/mountinfo')",
+        "import os\nos.sched_getaffinity(0)",
+    ],
+)
+def test_scan_catches_each_kind_of_linux_only_use(snippet: str) -> None:
+    assert linux_only_uses(snippet)
+
+
+def test_scan_leaves_portable_code_alone() -> None:
+    portable = "import os, sys\nos.lstat('x').st_dev\nversion = sys.version_info.major\nos.path.join('/proc2', 'a')"
+    assert linux_only_uses(portable) == []
+
+
+# -- the portable fallback, called directly ------------------------------------------------
+
+
+def test_native_backend_matches_this_platform() -> None:
+    has = hasattr(os, "listxattr") and hasattr(os, "setxattr")
+    assert isinstance(platform.XATTRS, platform.NativeXattrs if has else platform.NoXattrs)
+    assert isinstance(platform.native_xattrs(), type(platform.XATTRS))
+
+
+def test_fallback_reads_nothing_even_where_attributes_exist(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.write_bytes(b"x")
+    if user_xattrs_supported(tmp_path):
+        os.setxattr(source, "user.kept", b"value")
+        assert platform.decode_xattrs(platform.read_xattrs(str(source)))[b"user.kept"] == b"value"
+    assert platform.read_xattrs(str(source), platform.NoXattrs()) == b""
+    assert platform.read_xattrs(str(tmp_path / "missing"), platform.NoXattrs()) == b""
+
+
+def test_fallback_applies_nothing_and_warns_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    target = tmp_path / "target"
+    target.write_bytes(b"x")
+    blob = platform.encode_xattrs({b"user.a": b"1", b"system.posix_acl_access": b"\x02\x00\x00\x00"})
+    platform._reported.discard("platform")
+    with caplog.at_level("DEBUG", logger=platform.__name__):
+        assert platform.apply_xattrs(str(target), blob, backend=platform.NoXattrs()) == 0
+        assert platform.apply_xattrs(str(target), blob, backend=platform.NoXattrs()) == 0
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "cannot be restored on this platform" in warnings[0].getMessage()
+    assert platform.decode_xattrs(platform.read_xattrs(str(target))).get(b"user.a") is None
+    # A damaged blob is still refused as such, before the platform is asked anything.
+    assert platform.apply_xattrs(str(target), b"\x07junk", backend=platform.NoXattrs()) == 0
+
+
+def test_fallback_calls_fail_as_unsupported(tmp_path: Path) -> None:
+    fallback = platform.NoXattrs()
+    assert fallback.names(str(tmp_path)) == []
+    for call in (lambda: fallback.value(str(tmp_path), "user.a"), lambda: fallback.put(str(tmp_path), b"user.a", b"")):
+        with pytest.raises(OSError) as info:
+            call()
+        assert info.value.errno == errno.ENOTSUP

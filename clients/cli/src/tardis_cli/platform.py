@@ -1,8 +1,10 @@
 """Operating-system specific calls, behind one small module with portable fallbacks.
 
-Only this module may use Linux-only interfaces (xattrs, ACLs, device numbers). Where the
-platform lacks them (``os.listxattr`` is missing on macOS builds of Python), the calls
-degrade to "nothing to read" and "nothing applied".
+Only this module may use Linux-only interfaces (xattrs, ACLs, device numbers, /proc,
+fadvise and the like; tests/unit/test_platform.py checks every other client module). Where
+the platform lacks them (``os.listxattr`` is missing on macOS builds of Python), a portable
+fallback stands in: :class:`NoXattrs` reads nothing and applies nothing, and callers never
+need to know which one they got.
 
 Extended attributes are serialised as::
 
@@ -17,6 +19,7 @@ travel in the same blob.
 
 from __future__ import annotations
 
+import errno
 import grp
 import logging
 import os
@@ -33,7 +36,6 @@ BLOCK = 4096
 _ZERO_BLOCK = bytes(BLOCK)
 _NAME_LEN = struct.Struct(">H")
 _VALUE_LEN = struct.Struct(">I")
-_HAS_XATTRS = hasattr(os, "listxattr") and hasattr(os, "setxattr")
 _reported: set[str] = set()
 
 
@@ -87,22 +89,64 @@ def decode_xattrs(blob: bytes) -> dict[bytes, bytes]:
     return attrs
 
 
-def read_xattrs(path: str) -> bytes:
+class NativeXattrs:
+    """Extended attributes through the os module's Linux calls (which also carry POSIX ACLs)."""
+
+    available = True
+
+    def names(self, path: str) -> list[str]:
+        return os.listxattr(path, follow_symlinks=False)
+
+    def value(self, path: str, name: str) -> bytes:
+        return os.getxattr(path, name, follow_symlinks=False)
+
+    def put(self, path: str, name: bytes, value: bytes) -> None:
+        os.setxattr(path, name, value, follow_symlinks=False)
+
+
+class NoXattrs:
+    """The portable fallback (macOS builds of Python, others): nothing to read, nothing applied."""
+
+    available = False
+
+    def names(self, path: str) -> list[str]:
+        return []
+
+    def value(self, path: str, name: str) -> bytes:
+        raise OSError(errno.ENOTSUP, "extended attributes are not supported on this platform", path)
+
+    def put(self, path: str, name: bytes, value: bytes) -> None:
+        raise OSError(errno.ENOTSUP, "extended attributes are not supported on this platform", path)
+
+
+XattrBackend = NativeXattrs | NoXattrs
+
+
+def native_xattrs() -> XattrBackend:
+    """The backend this platform supports."""
+    return NativeXattrs() if hasattr(os, "listxattr") and hasattr(os, "setxattr") else NoXattrs()
+
+
+XATTRS: XattrBackend = native_xattrs()
+
+
+def read_xattrs(path: str, backend: XattrBackend | None = None) -> bytes:
     """The extended attributes of ``path`` (not following symlinks), serialised; b"" if none.
 
-    Unsupported filesystems, permission errors and attributes vanishing while read give
-    what could be read (b"" at worst), never an exception."""
-    if not _HAS_XATTRS:
+    Unsupported platforms and filesystems, permission errors and attributes vanishing while
+    read give what could be read (b"" at worst), never an exception."""
+    backend = backend or XATTRS
+    if not backend.available:
         return b""
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        names = backend.names(path)
     except OSError as exc:
         log.debug("cannot list extended attributes of %s: %s", path, exc.strerror)
         return b""
     attrs: dict[bytes, bytes] = {}
     for name in names:
         try:
-            attrs[os.fsencode(name)] = os.getxattr(path, name, follow_symlinks=False)
+            attrs[os.fsencode(name)] = backend.value(path, name)
         except OSError as exc:
             log.debug("cannot read extended attribute %s of %s: %s", name, path, exc.strerror)
     return encode_xattrs(attrs)
@@ -112,11 +156,14 @@ def _kind(name: bytes) -> str:
     return "acl" if name in ACL_NAMES else name.split(b".", 1)[0].decode("ascii", "replace")
 
 
-def apply_xattrs(path: str, blob: bytes, *, acls: bool = True, attrs: bool = True) -> int:
+def apply_xattrs(
+    path: str, blob: bytes, *, acls: bool = True, attrs: bool = True, backend: XattrBackend | None = None
+) -> int:
     """Set the attributes of ``blob`` on ``path`` (not following symlinks); returns how many.
 
     ACL names are skipped unless ``acls``, all other names unless ``attrs``. Failures are
-    not fatal: each kind (ACLs, or an attribute namespace such as ``user``) is reported once."""
+    not fatal: each kind (ACLs, or an attribute namespace such as ``user``) is reported once;
+    a platform without extended attributes is reported once too."""
     if not blob or not (acls or attrs):
         return 0
     try:
@@ -124,7 +171,8 @@ def apply_xattrs(path: str, blob: bytes, *, acls: bool = True, attrs: bool = Tru
     except ValueError as exc:
         _report_once("format", "cannot restore extended attributes of %s: %s", path, exc)
         return 0
-    if not _HAS_XATTRS:
+    backend = backend or XATTRS
+    if not backend.available:
         _report_once("platform", "extended attributes and ACLs cannot be restored on this platform")
         return 0
     applied = 0
@@ -133,7 +181,7 @@ def apply_xattrs(path: str, blob: bytes, *, acls: bool = True, attrs: bool = Tru
         if (is_acl and not acls) or (not is_acl and not attrs):
             continue
         try:
-            os.setxattr(path, name, value, follow_symlinks=False)
+            backend.put(path, name, value)
             applied += 1
         except OSError as exc:
             kind = _kind(name)

@@ -14,9 +14,10 @@ import sys
 
 from tardis_common.argparsing import make_parser
 
-from . import sonic_config, sonic_files, sonic_keys, sonic_purge, sonic_sets, sonic_upgrade, sonic_verify
+from . import sonic_config, sonic_files, sonic_keys, sonic_purge, sonic_sets, sonic_tools, sonic_upgrade, sonic_verify
 from .sonic_common import Handler
 from .sonic_config import CLIENT_SETTINGS
+from .sonic_encrypt import register as register_encrypt
 from .tool import run, setup_logging
 
 __all__ = ["CLIENT_SETTINGS", "main", "parser"]
@@ -28,6 +29,9 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     handlers: dict[str, Handler] = {}
     for module in (sonic_sets, sonic_files, sonic_config, sonic_keys, sonic_purge, sonic_verify, sonic_upgrade):
         handlers.update(module.register(commands))
+    handlers.update(sonic_tools.register(commands))  # decryptname, encryptname, cdfile
+    handlers.update(register_encrypt(commands))  # encrypt (encryptDB)
+    sonic_tools.add_seed_aliases(commands, handlers)  # last: decryptName, mkKeyBackup, ... (hidden)
     return p, handlers
 
 
