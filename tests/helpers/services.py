@@ -6,8 +6,10 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +33,21 @@ class Service:
         assert self.process.stderr is not None
         self.process.stderr.close()
         return self.process.returncode
+
+    def stop_reading(self) -> tuple[int, list[str]]:
+        """SIGTERM, then every stderr line written after the banner (read to EOF) and the exit status."""
+        assert self.process.stderr is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        lines = self.process.stderr.readlines()  # EOF when the process has exited
+        return self.stop(), lines
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (for options that take no 0, like --metrics-port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def start(module: str, *args: str, env: dict[str, str] | None = None) -> Service:
@@ -76,15 +93,19 @@ def write_secret(path: Path) -> Path:
     return path
 
 
-def start_cluster(base: Path, secret_file: Path | None = None) -> Cluster:
+def start_cluster(
+    base: Path, secret_file: Path | None = None, extra: Mapping[str, Sequence[str]] | None = None
+) -> Cluster:
     """The three services on loopback over ``base``; the secret file defaults to a new one
-    next to ``base``."""
+    next to ``base``. ``extra`` adds arguments per service ("catalog", "blobstore", "ingest")."""
+    more = extra or {}
     base.mkdir(parents=True, exist_ok=True)
     if secret_file is None:
         secret_file = write_secret(base.with_name(base.name + ".secret"))
     secret = ("--service-secret-file", str(secret_file))
-    catalog = start("tardis_catalog.main", "--listen", "127.0.0.1:0", "--basedir", str(base), *secret)
-    blobstore = start("tardis_blobstore.main", "--listen", "127.0.0.1:0", "--basedir", str(base), *secret)
+    listen = ("--listen", "127.0.0.1:0", "--basedir", str(base))
+    catalog = start("tardis_catalog.main", *listen, *secret, *more.get("catalog", ()))
+    blobstore = start("tardis_blobstore.main", *listen, *secret, *more.get("blobstore", ()))
     ingest = start(
         "tardis_ingest.main",
         "--listen",
@@ -96,5 +117,24 @@ def start_cluster(base: Path, secret_file: Path | None = None) -> Cluster:
         "--allow-new-hosts",
         "--allow-anonymous",
         *secret,
+        *more.get("ingest", ()),
     )
     return Cluster(catalog, blobstore, ingest, secret_file)
+
+
+def start_remote(cluster: Cluster, workdir: Path, **settings: object) -> Service:
+    """tardisremote (real gunicorn) on a free loopback port over ``cluster``'s catalog and
+    blobstore; ``settings`` are extra [Remote] keys (AllowAnonymous=True, AdminSecretFile=...)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    keys = {
+        "Port": 0,
+        "BaseDir": workdir,
+        "CatalogAddress": cluster.catalog.address,
+        "BlobstoreAddress": cluster.blobstore.address,
+        "ServiceSecretFile": cluster.secret_file,
+        "Workers": 2,
+        **settings,
+    }
+    config = workdir / "tardisremote.cfg"
+    config.write_text("[Remote]\n" + "".join(f"{key} = {value}\n" for key, value in keys.items()))
+    return start("tardis_remote.main", "--config", str(config))

@@ -108,6 +108,30 @@ def _remote(url: RepoURL, settings: ClientSettings | None, timeout: float, compr
     return repo
 
 
+def _http(url: RepoURL, settings: ClientSettings | None, timeout: float) -> Repository:
+    """remote-http: the read side over HTTP(S), logged in like tardis:// (headers, not metadata)."""
+    from .http_ingest import HttpIngest
+
+    credentials = CallCredentials(_admin_secret(settings))
+    tls = None
+    if url.scheme == "https":
+        from tardis_common import tls as tls_
+
+        ca_file = settings.ca_file if settings is not None else None
+        host = (url.host or "").split("%", 1)[0]
+        tls = tls_.client_tls_for(host, url.port or 7430, ca_file=ca_file, pins=tls_.PinStore(), timeout=timeout)
+    client = HttpIngest(
+        url, metadata=credentials, timeout=max(timeout, 30.0), connect_timeout=min(timeout, 10.0), tls=tls
+    )
+    repo = Repository(url, client, [client.close], call_credentials=credentials)
+    try:
+        client.hello(ing.HelloRequest(client_version=__version__, protocol_version=PROTOCOL_VERSION))
+    except Exception:
+        repo.close()
+        raise
+    return repo
+
+
 def _client_tls(url: RepoURL, settings: ClientSettings | None, timeout: float) -> Any:
     """TLS for a tardis:// address: by default on unless the server is on this host (loopback)."""
     from tardis_common import tls
@@ -136,6 +160,8 @@ def open_repository(
         repo = embedded(url)
     elif url.scheme == "tardis":
         repo = _remote(url, settings, timeout, compress_messages)
+    elif url.scheme in ("http", "https"):
+        repo = _http(url, settings, timeout)
     else:
         raise InvalidArgument(f"{url.scheme}:// repositories are not supported by this release yet")
     if settings is not None and unlock:

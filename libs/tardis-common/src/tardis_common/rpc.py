@@ -13,6 +13,8 @@ import logging
 import re
 import socket
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -88,9 +90,23 @@ def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
     context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def _method_handler(core: Any, method: MethodDescriptor, guard: Guard | None) -> grpc.RpcMethodHandler:
+def _code_of(exc: BaseException) -> str:
+    """The status code name a call ending in ``exc`` reports (as ``_abort`` chooses it)."""
+    if isinstance(exc, errors.TardisError):
+        return str(exc.grpc_code)
+    if isinstance(exc, GeneratorExit):
+        return "CANCELLED"
+    return "INTERNAL"
+
+
+def _method_handler(
+    core: Any, method: MethodDescriptor, guard: Guard | None, service: str = ""
+) -> grpc.RpcMethodHandler:
     impl: Callable[[Any], Any] = getattr(core, snake_case(method.name))
     name = method.name
+    from .metrics import RpcTimer  # servers only: the client tools never import prometheus_client
+
+    clock = time.perf_counter
     request_cls = message_factory.GetMessageClass(method.input_type)
     reply_cls = message_factory.GetMessageClass(method.output_type)
     kwargs = {
@@ -111,6 +127,7 @@ def _method_handler(core: Any, method: MethodDescriptor, guard: Guard | None) ->
             # grpc iterates this generator step by step after the behaviour returned, maybe
             # on several threads: run the core and each step inside the call's context.
             replies: Iterator[Message] | None = None
+            timer = RpcTimer(service, name, clock)
             try:
                 ctx = admit(context)
                 replies = ctx.run(lambda: iter(impl(request)))
@@ -118,14 +135,17 @@ def _method_handler(core: Any, method: MethodDescriptor, guard: Guard | None) ->
                     try:
                         reply = ctx.run(next, replies)
                     except StopIteration:
+                        timer.done("OK")
                         return
                     yield reply
-            except GeneratorExit:
+            except GeneratorExit as exc:
+                timer.done(_code_of(exc))
                 close = getattr(replies, "close", None)
                 if close is not None:
                     ctx.run(close)
                 raise
             except Exception as exc:
+                timer.done(_code_of(exc))
                 _abort(context, exc)
 
         if method.client_streaming:
@@ -133,11 +153,15 @@ def _method_handler(core: Any, method: MethodDescriptor, guard: Guard | None) ->
         return grpc.unary_stream_rpc_method_handler(stream, **kwargs)
 
     def unary(request: Any, context: grpc.ServicerContext) -> Message:
+        timer = RpcTimer(service, name, clock)
         try:
-            return admit(context).run(impl, request)  # type: ignore[no-any-return]
+            reply = admit(context).run(impl, request)
         except Exception as exc:
+            timer.done(_code_of(exc))
             _abort(context, exc)
             raise  # unreachable: abort raises
+        timer.done("OK")
+        return reply  # type: ignore[no-any-return]
 
     if method.client_streaming:
         return grpc.stream_unary_rpc_method_handler(unary, **kwargs)
@@ -148,10 +172,14 @@ def core_handler(service: ServiceDescriptor, core: Any, guard: Guard | None = No
     """A gRPC handler serving every method of ``service`` from ``core``.
 
     With a ``guard``, every call is first shown to it; its verdict is the call's
-    ``callctx.current_caller()`` and a TardisError it raises refuses the call.
+    ``callctx.current_caller()`` and a TardisError it raises refuses the call. Every call
+    is counted in the RPC metrics (``tardis_common.metrics``) by method and status code.
     """
-    handlers = {m.name: _method_handler(core, m, guard) for m in service.methods}
+    handlers = {m.name: _method_handler(core, m, guard, service.full_name) for m in service.methods}
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+_HEALTH: weakref.WeakKeyDictionary[grpc.Server, Any] = weakref.WeakKeyDictionary()
 
 
 def make_server(
@@ -160,11 +188,26 @@ def make_server(
     workers: int = 16,
     *,
     tls: ServerTLS | None = None,
+    health: bool = True,
+    max_message: int | None = None,
 ) -> tuple[grpc.Server, int]:
     """Start a server on ``address`` (with TLS when given); returns it with the bound port
-    (0 for Unix sockets)."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=SERVER_OPTIONS)
-    server.add_generic_rpc_handlers(tuple(handlers))
+    (0 for Unix sockets).
+
+    With ``health`` (the default) the server also answers the standard grpc.health.v1
+    service, without any guard: SERVING for "" and each handler's service once started,
+    NOT_SERVING from :func:`stop_server` on. ``max_message`` caps the size of a received
+    message (MaxMessageBytes; gRPC refuses a larger one with RESOURCE_EXHAUSTED unread)."""
+    from . import health as health_service
+
+    options = list(SERVER_OPTIONS)
+    if max_message is not None:
+        options = [o for o in options if o[0] != "grpc.max_receive_message_length"]
+        options.append(("grpc.max_receive_message_length", max_message))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
+    handlers = tuple(handlers)
+    server.add_generic_rpc_handlers(handlers)
+    state = health_service.add_health(server) if health else None
     try:
         if tls is None:
             port = server.add_insecure_port(address)
@@ -180,7 +223,19 @@ def make_server(
     if port == 0 and not address.startswith("unix:"):
         raise errors.Unavailable(f"cannot listen on {address}")
     server.start()
+    if state is not None:
+        names = [h.service_name() for h in handlers if callable(getattr(h, "service_name", None))]
+        health_service.set_serving(state, [n for n in names if n])
+        _HEALTH[server] = state
     return server, port
+
+
+def stop_server(server: grpc.Server, grace: float | None = 5.0) -> None:
+    """Report NOT_SERVING on the health service, then stop ``server`` within ``grace`` seconds."""
+    state = _HEALTH.pop(server, None)
+    if state is not None:
+        state.enter_graceful_shutdown()
+    server.stop(grace).wait()
 
 
 def _probe(address: str, timeout: float) -> None:

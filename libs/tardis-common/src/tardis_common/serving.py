@@ -8,9 +8,12 @@ import threading
 
 import grpc
 
+from .rpc import stop_server
+
 
 def serve_until_signalled(server: grpc.Server, banner: str, grace: float = 5.0) -> int:
-    """Print ``banner`` on stderr, wait for SIGTERM/SIGINT, stop the server; returns 0."""
+    """Print ``banner`` on stderr, wait for SIGTERM/SIGINT, stop the server (health checks
+    turn NOT_SERVING first); returns 0."""
     stop = threading.Event()
 
     def _handler(signum: int, _frame: object) -> None:
@@ -20,7 +23,7 @@ def serve_until_signalled(server: grpc.Server, banner: str, grace: float = 5.0) 
     signal.signal(signal.SIGINT, _handler)
     print(banner, file=sys.stderr, flush=True)
     stop.wait()
-    server.stop(grace).wait()
+    stop_server(server, grace)
     return 0
 
 

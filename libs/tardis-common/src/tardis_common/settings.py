@@ -453,6 +453,17 @@ class DaemonSettings(_LayeredSettings):
     admin_secret_file: Annotated[OptStr, K("AdminSecretFile", env="TARDIS_ADMIN_SECRET_FILE")] = None
     server_key_file: Annotated[OptStr, K("ServerKeyFile", env="TARDIS_SERVER_KEY_FILE")] = None
     token_lifetime: Annotated[float, K("TokenLifetime"), Field(gt=0)] = 900.0
+    # Operations: Prometheus metrics on their own port (0: off) and the log line format.
+    metrics_port: Annotated[int, K("MetricsPort", env="TARDIS_METRICS_PORT"), Field(ge=0, le=65535)] = 0
+    metrics_address: Annotated[OptStr, K("MetricsAddress", env="TARDIS_METRICS_ADDRESS")] = None
+    log_format: Annotated[Literal["text", "json"], K("LogFormat", env="TARDIS_LOG_FORMAT"), BeforeValidator(_lower)] = (
+        "text"
+    )
+    # Resource limits per client (issue 8; tardis_common.limits): beyond them RESOURCE_EXHAUSTED.
+    client_quota: Annotated[int, K("ClientQuota", env="TARDIS_CLIENT_QUOTA"), Field(ge=0)] = 0
+    max_sessions_per_client: Annotated[int, K("MaxSessionsPerClient"), Field(ge=0)] = 8
+    max_message_bytes: Annotated[int, K("MaxMessageBytes"), Field(ge=64 * 1024)] = 32 * 1024 * 1024
+    max_entries_per_batch: Annotated[int, K("MaxEntriesPerBatch"), Field(ge=0)] = 10_000
 
     @classmethod
     def section_name(cls, job: str | None, defaults: Mapping[str, str]) -> str:
@@ -523,3 +534,41 @@ def load_daemon_settings(cli: Mapping[str, Any], config: str | None = None) -> D
     """tardisd settings; the config file is ``config``, ``cli["config"]``, $TARDIS_DAEMON_CONFIG
     or /etc/tardis/tardisd.cfg (only that last one may be absent)."""
     return _load(DaemonSettings, cli, config, None)
+
+
+# --- tardisremote (remote-http) ------------------------------------------------------------
+
+REMOTE_CONFIG_FILE = "/etc/tardis/tardisremote.cfg"
+
+
+class RemoteSettings(DaemonSettings):
+    """Settings of tardisremote: config section [Remote], with [Tardis] as its default section.
+
+    It shares tardisd's keys (BaseDir, Port, LogFile, Verbose, Daemon/User/Group/PidFile, SSL,
+    AllowAnonymous, AdminSecretFile, ServerKeyFile, ...) with its own defaults, and adds the
+    gunicorn workers and the gRPC addresses of the catalog and blobstore it serves from."""
+
+    config_env: ClassVar[str] = "TARDIS_REMOTE_CONFIG"
+    default_config: ClassVar[str | None] = REMOTE_CONFIG_FILE
+    config_section: ClassVar[str] = "Remote"
+
+    port: Annotated[int, K("Port", env="TARDIS_REMOTE_PORT"), Field(ge=0, le=65535)] = 7430
+    pidfile: Annotated[OptStr, K("PidFile", env="TARDIS_REMOTE_PIDFILE")] = None
+    compress: Annotated[bool, K("Compress")] = False
+    allow_cache: Annotated[bool, K("AllowCache")] = False
+    log_exceptions: Annotated[bool, K("Exceptions", "LogExceptions")] = False
+    workers: Annotated[int, K("Workers", env="TARDIS_REMOTE_WORKERS"), Field(ge=1, le=256)] = 2
+    threads: Annotated[int, K("Threads"), Field(ge=1, le=256)] = 8
+    catalog_address: Annotated[str, K("CatalogAddress", env="TARDIS_CATALOG_ADDRESS")] = "127.0.0.1:7421"
+    blobstore_address: Annotated[str, K("BlobstoreAddress", env="TARDIS_BLOBSTORE_ADDRESS")] = "127.0.0.1:7422"
+    service_secret_file: Annotated[OptStr, K("ServiceSecretFile", env="TARDIS_SERVICE_SECRET_FILE")] = None
+    internal_ca: Annotated[OptStr, K("InternalCA")] = None
+    internal_cert: Annotated[OptStr, K("InternalCert")] = None
+    internal_key: Annotated[OptStr, K("InternalKey")] = None
+    max_request: Annotated[int, K("MaxRequestBytes"), Field(ge=1024)] = 32 * 1024 * 1024
+
+
+def load_remote_settings(cli: Mapping[str, Any], config: str | None = None) -> RemoteSettings:
+    """tardisremote settings; the config file is ``config``, ``cli["config"]``,
+    $TARDIS_REMOTE_CONFIG or /etc/tardis/tardisremote.cfg (only that last one may be absent)."""
+    return _load(RemoteSettings, cli, config, None)

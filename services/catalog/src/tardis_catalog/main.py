@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
@@ -11,11 +10,14 @@ from pathlib import Path
 from types import FrameType
 
 from tardis_common.errors import TardisError
-from tardis_common.rpc import core_handler, make_server
+from tardis_common.logsetup import add_logging_options, setup_logging
+from tardis_common.metrics import add_metrics_options, serve_metrics
+from tardis_common.rpc import core_handler, make_server, stop_server
 from tardis_common.service_auth import add_internal_server_options, internal_server_security
 
 from .core import CatalogCore
 from .grpc_service import SERVICE
+from .observed import register_catalog_metrics
 
 DEFAULT_LISTEN = "127.0.0.1:7421"
 PROG = "tardis-catalog"
@@ -32,6 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="refuse catalogs with an older schema instead of converting them",
     )
     add_internal_server_options(parser)
+    add_metrics_options(parser)
+    add_logging_options(parser)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     return parser.parse_args(argv)
 
@@ -56,8 +60,7 @@ def shown_address(listen: str, port: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING
-    logging.basicConfig(level=level, format=f"{PROG}: %(levelname)s %(message)s", stream=sys.stderr)
+    setup_logging(PROG, verbose=args.verbose, log_format=args.log_format)
     if not args.basedir.is_dir():
         print(f"{PROG}: base directory {args.basedir} does not exist or is not a directory", file=sys.stderr)
         return 1
@@ -93,6 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:  # grpc refuses some malformed addresses this way
         print(f"{PROG}: cannot listen on {args.listen}: {exc}", file=sys.stderr)
         return 1
+    try:
+        metrics_notice = serve_metrics(PROG, args.metrics_port, args.metrics_address, args.listen)
+    except OSError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        stop_server(server, 0)
+        core.close()
+        return 1
+    if metrics_notice:
+        register_catalog_metrics(core, args.basedir)
+        print(metrics_notice, file=sys.stderr, flush=True)
     if notice:
         print(f"{PROG}: {notice}", file=sys.stderr, flush=True)
     print(f"{PROG} listening on {shown_address(args.listen, port)}", file=sys.stderr, flush=True)
@@ -100,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         while not stop.wait(1.0):
             pass
     finally:
-        server.stop(grace=5).wait()
+        stop_server(server, 5)
         core.close()
     return 0
 

@@ -25,6 +25,8 @@ from tardis_common.errors import (
     VersionMismatch,
 )
 from tardis_common.interfaces import BlobStore, Catalog
+from tardis_common.limits import Limits
+from tardis_common.logsetup import event
 from tardis_common.names import check_client_name
 from tardis_common.version import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, __version__, compatible
 
@@ -55,6 +57,7 @@ class IngestCore:
         access: AccessPolicy | None = None,
         server_key: bytes | None = None,
         token_lifetime_s: float = 900.0,
+        limits: Limits | None = None,
     ) -> None:
         """``access`` says who may call (embedded by default: the process owns the repository);
         ``server_key`` seals login handshakes and tokens (shared by every replica; a random
@@ -63,6 +66,7 @@ class IngestCore:
         self.blobstore = blobstore
         self.clock = clock or SystemClock()
         self.policy = policy or Policy()
+        self.limits = limits or Limits()
         self.access = Access(catalog, access or AccessPolicy())
         self.logins = Logins(catalog, self.access, server_key or os.urandom(32), self.clock, token_lifetime_s)
 
@@ -144,7 +148,7 @@ class IngestCore:
             )
         )
         session = Session(client, begun.set.id, begun.fence, nonce)
-        log.info("client %s: %s set %d", client, "resumed" if begun.resumed else "opened", begun.set.id)
+        event(log, "session_opened", client=client, set_id=begun.set.id, resumed=begun.resumed, host=request.host)
         return ing.OpenSessionReply(
             session=session.encode(),
             set=begun.set,
@@ -208,6 +212,7 @@ class IngestCore:
 
     def submit_entries(self, request: ing.SubmitEntriesRequest) -> ing.SubmitEntriesReply:
         session = self._session(request.session)
+        self.limits.check_batch(sum(len(g.entries) for g in request.groups))
         previous, held = self._previous(session, request.groups)
         entries = [_copy(e) for g in request.groups for e in g.entries]
         outcomes = [
@@ -219,6 +224,7 @@ class IngestCore:
     def check_content(self, request: ing.SubmitEntriesRequest) -> ing.SubmitEntriesReply:
         """Entries answered SEND_CHECKSUM, now with their content hash in ``object_id``."""
         session = self._session(request.session)
+        self.limits.check_batch(sum(len(g.entries) for g in request.groups))
         previous, _ = self._previous(session, request.groups)
         entries = [_copy(e) for g in request.groups for e in g.entries]
         if any(not e.object_id for e in entries):
@@ -252,6 +258,7 @@ class IngestCore:
             entry.size = info.size
             groups.append(common.EntryGroup(dir=directory, entries=[entry]))
             reply.files += 1
+            self.limits.check_batch(reply.files, "files in one upload")
 
         def pieces() -> Iterator[bs.PutObjectsRequest]:
             for request in _chain(first, iterator):
@@ -339,9 +346,18 @@ class IngestCore:
                 manifest_id=request.manifest_id,
             )
         )
-        log.info("client %s: completed set %d as %s", session.client, done.id, done.name)
+        event(
+            log,
+            "session_finished",
+            client=session.client,
+            set_id=done.id,
+            set_name=done.name,
+            files=done.files_full + done.files_delta,
+            bytes=done.bytes_received,
+            duration_s=max(0, done.end_time_ns - done.start_time_ns) / 1e9,
+        )
         if expired.removed:
-            log.info("client %s: retention removed %s", session.client, ", ".join(s.name for s in expired.removed))
+            _purged(session.client, "retention", expired)
         return ing.FinishSessionReply(
             set=done,
             purged=[s.name for s in expired.removed],
@@ -428,6 +444,8 @@ class IngestCore:
         removed = self.catalog.remove_sets(request)
         if removed.orphans:
             self.blobstore.delete_objects(bs.DeleteObjectsRequest(client=request.client, object_ids=removed.orphans))
+        if removed.removed:
+            _purged(request.client, "delete" if request.set_ids else "purge", removed)
         return removed
 
     def mark_objects_bad(self, request: cat.ObjectIdsRequest) -> cat.MarkObjectsBadReply:
@@ -461,6 +479,18 @@ _ACTIONS = {
     Outcome.CHECKSUM: ing.ACTION_SEND_CHECKSUM,
     Outcome.DELTA: ing.ACTION_SEND_DELTA,
 }
+
+
+def _purged(client: str, how: str, reply: cat.ExpireSetsReply) -> None:
+    event(
+        log,
+        "sets_purged",
+        client=client,
+        how=how,
+        sets=[s.name for s in reply.removed],
+        objects_removed=len(reply.orphans),
+        bytes_freed=reply.orphan_bytes,
+    )
 
 
 def _public(credentials: common.Credentials) -> common.Credentials:

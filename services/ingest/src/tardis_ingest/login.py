@@ -24,6 +24,7 @@ from tardis_common.auth.tokens import TokenAuthority, seal_token_for_client
 from tardis_common.clock import Clock
 from tardis_common.errors import InvalidArgument, NotFound, Unauthenticated
 from tardis_common.interfaces import Catalog
+from tardis_common.logsetup import event
 from tardis_common.names import check_client_name
 
 from .access import Access
@@ -84,12 +85,13 @@ class Logins:
         except Unauthenticated:
             if client:
                 self.throttle.failed(client, source)
-            (log.info if source == "local" else log.warning)("client %s: failed login from %s", client or "?", source)
+            level = logging.INFO if source == "local" else logging.WARNING
+            event(log, "login_failed", level, client=client or "?", source=source)
             raise
         self.throttle.succeeded(client, source)
         found = self._credentials(client)
         token = self.tokens.issue(Caller("client", client), hashlib.sha256(session_key).digest())
-        log.info("client %s: logged in from %s", client, source)
+        event(log, "login_succeeded", client=client, source=source)
         return ing.LoginFinishReply(
             hamk=hamk,
             sealed_token=seal_token_for_client(token, session_key),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -12,7 +11,10 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 from tardis_blobstore.client import BlobStoreClient
 from tardis_catalog.client import CatalogClient
 from tardis_common.errors import TardisError
-from tardis_common.rpc import make_server
+from tardis_common.limits import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_MESSAGE, DEFAULT_MAX_SESSIONS, Limits
+from tardis_common.logsetup import add_logging_options, setup_logging
+from tardis_common.metrics import add_metrics_options, serve_metrics
+from tardis_common.rpc import make_server, stop_server
 from tardis_common.service_auth import SERVICE_SECRET_ENV, internal_channel, load_service_secret
 from tardis_common.serving import display_address, serve_until_signalled
 from tardis_common.tls import is_loopback, listener_tls
@@ -61,13 +63,36 @@ def parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where the self-signed certificate used beyond loopback lives (default %(default)s)",
     )
-    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument(
+        "--max-sessions-per-client",
+        type=int,
+        default=DEFAULT_MAX_SESSIONS,
+        metavar="N",
+        help="calls one client may have in progress at once (MaxSessionsPerClient; 0: no limit)",
+    )
+    p.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE,
+        metavar="BYTES",
+        help="largest gRPC message accepted (MaxMessageBytes)",
+    )
+    p.add_argument(
+        "--max-entries-per-batch",
+        type=int,
+        default=DEFAULT_MAX_ENTRIES,
+        metavar="N",
+        help="entries in one SubmitEntries, files in one upload (MaxEntriesPerBatch; 0: no limit)",
+    )
+    add_metrics_options(p)
+    add_logging_options(p)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="log events (-vv: debug messages)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s: %(message)s")
+    setup_logging(PROG, verbose=args.verbose, log_format=args.log_format)
     try:
         # TLS whenever clients may come from the network; plain on loopback unless asked.
         tls, notice = listener_tls(
@@ -75,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
             cert_file=args.tls_cert,
             key_file=args.tls_key,
             tls_dir=None if is_loopback(args.listen) else os.path.expanduser(args.tls_dir),
+        )
+        limits = Limits(
+            max_sessions_per_client=args.max_sessions_per_client,
+            max_message_bytes=args.max_message_bytes,
+            max_entries_per_batch=args.max_entries_per_batch,
         )
         secret = load_service_secret(args.service_secret_file)
         internal = {
@@ -94,11 +124,20 @@ def main(argv: list[str] | None = None) -> int:
             server_key=server_key_for(args.server_key_file) if args.server_key_file else None,
             token_lifetime_s=args.token_lifetime,
             admin_secret_file=args.admin_secret_file,
+            limits=limits,
         )
-        server, port = make_server(args.listen, [served], tls=tls)
+        server, port = make_server(args.listen, [served], tls=tls, max_message=limits.max_message_bytes)
     except (TardisError, RuntimeError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+    try:
+        metrics_notice = serve_metrics(PROG, args.metrics_port, args.metrics_address, args.listen)
+    except OSError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        stop_server(server, 0)
+        return 1
+    if metrics_notice:
+        print(metrics_notice, file=sys.stderr, flush=True)
     if notice:
         print(f"{PROG}: {notice}", file=sys.stderr, flush=True)
     return serve_until_signalled(server, f"{PROG} listening on {display_address(args.listen, port)}")

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from tardis_blobstore.core import BlobStoreCore
+from tardis_blobstore.observed import ObservedBlobStore
 from tardis_catalog.core import CatalogCore
+from tardis_catalog.observed import register_catalog_metrics
 from tardis_common.argparsing import given_options, make_parser
 from tardis_common.errors import TardisError
-from tardis_common.rpc import make_server
+from tardis_common.limits import Limits
+from tardis_common.logsetup import LOG_FORMATS, setup_logging
+from tardis_common.metrics import metrics_port, serve_metrics
+from tardis_common.rpc import make_server, stop_server
 from tardis_common.serving import display_address, serve_until_signalled
 from tardis_common.settings import DaemonSettings, load_daemon_settings
 from tardis_common.tls import is_loopback, listener_tls
@@ -44,7 +48,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--server-key-file", default=S, dest="server_key_file", help="key sealing logins and tokens")
     p.add_argument("--allow-schema-upgrades", action="store_true", default=S, dest="allow_schema_upgrades")
     p.add_argument("--logfile", "-l", default=S)
+    p.add_argument(
+        "--log-format", choices=LOG_FORMATS, default=S, dest="log_format", help="log lines as logfmt (text) or JSON"
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=metrics_port,
+        default=S,
+        dest="metrics_port",
+        help="serve Prometheus metrics at /metrics on this port (MetricsPort; default 0: off)",
+    )
+    p.add_argument(
+        "--metrics-address",
+        default=S,
+        dest="metrics_address",
+        help="address for the metrics port (MetricsAddress; default the listen address)",
+    )
     p.add_argument("-v", "--verbose", action="count", default=S)
+    limits = p.add_argument_group("limits per client (beyond them: RESOURCE_EXHAUSTED)")
+    limits.add_argument("--client-quota", type=int, default=S, dest="client_quota", help="ClientQuota: bytes (0: none)")
+    limits.add_argument("--max-sessions-per-client", type=int, default=S, dest="max_sessions_per_client")
+    limits.add_argument("--max-message-bytes", type=int, default=S, dest="max_message_bytes")
+    limits.add_argument("--max-entries-per-batch", type=int, default=S, dest="max_entries_per_batch")
     return p
 
 
@@ -55,16 +80,23 @@ def listen_address(settings: DaemonSettings) -> str:
     return f"[{host}]:{settings.port}" if ":" in host else f"{host}:{settings.port}"
 
 
+def limits_of(settings: DaemonSettings) -> Limits:
+    return Limits(
+        client_quota=settings.client_quota,
+        max_sessions_per_client=settings.max_sessions_per_client,
+        max_message_bytes=settings.max_message_bytes,
+        max_entries_per_batch=settings.max_entries_per_batch,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     given = given_options(args)
     config = given.pop("config", None)
     try:
         settings = load_daemon_settings(given, config)
-        logging.basicConfig(
-            level=logging.WARNING - 10 * min(settings.verbose, 2),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            filename=settings.logfile or None,
+        setup_logging(
+            "tardisd", verbose=settings.verbose, log_format=settings.log_format, filename=settings.logfile or None
         )
         base = settings.basedir
         if not os.path.isdir(base):
@@ -84,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         _core, served = network_ingest(
             catalog,
-            BlobStoreCore(base),
+            ObservedBlobStore(BlobStoreCore(base, quota=settings.client_quota)),
             allow_anonymous=settings.allow_anonymous,
             allow_new_hosts=settings.allow_new_hosts,
             require_password=settings.require_password,
@@ -92,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             token_lifetime_s=settings.token_lifetime,
             admin_secret_file=settings.admin_secret_file,
             policy=policy,
+            limits=limits_of(settings),
         )
         address = listen_address(settings)
         tls, notice = listener_tls(
@@ -100,10 +133,18 @@ def main(argv: list[str] | None = None) -> int:
             key_file=settings.keyfile,
             tls_dir=None if is_loopback(address) and not settings.ssl else str(base / ".tardis-tls"),
         )
-        server, port = make_server(address, [served], tls=tls)
+        server, port = make_server(address, [served], tls=tls, max_message=settings.max_message_bytes)
+        try:
+            metrics_notice = serve_metrics("tardisd", settings.metrics_port, settings.metrics_address, address)
+        except OSError:
+            stop_server(server, 0)
+            raise
+        if metrics_notice:
+            register_catalog_metrics(catalog, base)
+            print(metrics_notice, file=sys.stderr, flush=True)
         if notice:
             print(f"tardisd: {notice}", file=sys.stderr, flush=True)  # before the "listening on" banner
-    except (TardisError, RuntimeError) as exc:
+    except (TardisError, RuntimeError, OSError) as exc:
         print(f"tardisd: error: {exc}", file=sys.stderr)
         return 1
     try:
