@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.services import Cluster, start_remote
 from helpers.trees import make_tree
 from tardis_cli import backup, regenerate, sonic
 
@@ -201,6 +202,27 @@ def test_encrypted_client(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         assert os.getxattr(here / "grows.log", "user.tardis_chain") == b"1"
     finally:
         mount.close()
+
+
+def test_encrypted_client_over_http(cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Backed up to tardis://, mounted from tardisremote (http://): the same trees, decrypted
+    only here; ranged reads and one-directory listings go over the HTTP API."""
+    grpc_url = f"tardis://{cluster.ingest.address}/fs-over-http"
+    source = history(tmp_path, grpc_url, "--password", PASSWORD)
+    names = [s["name"] for s in set_list(grpc_url, capsys, "-P", PASSWORD)]
+    remote = start_remote(cluster, tmp_path / "remote", Workers=1)
+    pwfile = tmp_path / "pw"
+    pwfile.write_text(PASSWORD + "\n")
+    http_url = f"http://{remote.address}/fs-over-http"
+    try:
+        mount = Mount(tmp_path / "mnt", "-o", f"repo={http_url},pwfile={pwfile}")
+        try:
+            assert os.readlink(mount.path / "Current") == names[-1]
+            copy_and_compare(mount.path, grpc_url, source, names, tmp_path, "-P", PASSWORD)
+        finally:
+            mount.close()
+    finally:
+        assert remote.stop() == 0
 
 
 def test_wrong_password_mounts_nothing(tmp_path: Path) -> None:
