@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from tardis.v1 import ingest_pb2 as ing
 
 from helpers.cli import one_line_error
-from helpers.services import Cluster, Service, start_remote
+from helpers.services import Cluster, Service, free_port, start_remote
 from helpers.trees import assert_same_tree, make_tree
 from tardis_cli import backup, lstardis, regenerate, sonic, tardiff
 from tardis_cli.connect import open_repository
@@ -288,6 +288,29 @@ def test_compressed_replies(plain: Client, remotes: Remotes) -> None:
     plain_reply = http.request("GET", url, headers={"Accept-Encoding": "identity"})
     assert "Content-Encoding" not in plain_reply.headers
     assert plain_reply.data.splitlines() == lines
+
+
+def test_metrics_sum_every_worker(plain: Client, cluster: Cluster, tmp_path: Path) -> None:
+    """With MetricsPort, the gunicorn master serves the request counts of all its workers."""
+    port = free_port()
+    remote = start_remote(cluster, tmp_path / "metered", Workers=2, MetricsPort=port, AllowAnonymous=True)
+    try:
+        assert any(f"metrics on http://127.0.0.1:{port}/metrics" in line for line in remote.preamble)
+        fresh = urllib3.PoolManager(maxsize=1, block=False)  # new connections: the requests spread
+        url = f"http://{remote.address}/api/v1/clients/{plain.name}/sets"
+        for _ in range(12):
+            assert fresh.request("GET", url, headers={"Connection": "close"}).status == 200
+        assert fresh.request("GET", f"http://{remote.address}/api/v1/clients/nobody/sets").status == 404
+        text = fresh.request("GET", f"http://127.0.0.1:{port}/metrics").data.decode()
+        route = "/api/v1/clients/{client}/sets"
+        counted = [line for line in text.splitlines() if line.startswith("tardis_http_requests_total{")]
+        assert any(
+            f'route="{route}"' in line and 'code="200"' in line and line.endswith(" 12.0") for line in counted
+        ), counted
+        assert any('code="404"' in line and line.endswith(" 1.0") for line in counted), counted
+        assert f'tardis_http_duration_seconds_count{{route="{route}"}} 13.0' in text
+    finally:
+        assert remote.stop() == 0
 
 
 def test_help_and_bad_config(tmp_path: Path) -> None:

@@ -23,6 +23,11 @@ status code or client: never by file or object.
 | tardis_last_complete_backup_timestamp_seconds | gauge | client (catalog: end of the newest complete set) |
 | tardis_last_backup_bytes | gauge | client (bytes received by that set) |
 | tardis_last_backup_files | gauge | client (files stored in full or as deltas by that set) |
+| tardis_http_requests_total | counter | route, method, code (tardisremote) |
+| tardis_http_duration_seconds | histogram | route (tardisremote) |
+
+tardisremote runs several gunicorn workers: it sets PROMETHEUS_MULTIPROC_DIR before this
+module is imported, and its master serves every worker's counts (``serve_multiprocess``).
 """
 
 from __future__ import annotations
@@ -69,6 +74,25 @@ PURGED_BYTES = Counter("tardis_ingest_purged_bytes", "Object bytes freed by remo
 OBJECTS_STORED = Counter("tardis_blobstore_objects_stored", "Objects written to the blob store")
 OBJECTS_DEDUPLICATED = Counter("tardis_blobstore_objects_deduplicated", "Objects received that were already stored")
 BYTES_STORED = Counter("tardis_blobstore_bytes_stored", "Bytes written to the blob store")
+
+
+HTTP_REQUESTS = Counter("tardis_http_requests", "HTTP requests handled, by status code", ["route", "method", "code"])
+HTTP_DURATION = Histogram(
+    "tardis_http_duration_seconds",
+    "Time tardisremote spent on a request, until the view returned",
+    ["route"],
+    buckets=RPC_BUCKETS,
+)
+
+
+def serve_multiprocess(port: int, address: str) -> int:
+    """Serve /metrics aggregated over the processes that share PROMETHEUS_MULTIPROC_DIR."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    server, _thread = start_http_server(port, addr=address, registry=registry)
+    return int(server.server_port)
 
 
 def init_ingest_series() -> None:

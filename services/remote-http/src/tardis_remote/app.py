@@ -12,6 +12,7 @@ import contextvars
 import json
 import logging
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class Options:
     compress: bool = False
     allow_cache: bool = False
     max_request: int = http_api.MAX_BODY
+    metrics: bool = False  # count requests (tardis_http_*); tardis_common.metrics is imported only then
 
 
 class Backend:
@@ -122,6 +124,9 @@ def create_app(backend: Backend, options: Options) -> Flask:
     def openapi() -> Response:
         return Response(spec, mimetype="application/json")
 
+    if options.metrics:
+        _count_requests(app, routes)
+
     @app.before_request
     def admit() -> Response | None:
         route = routes.get(request.endpoint or "")
@@ -182,6 +187,25 @@ def create_app(backend: Backend, options: Options) -> Flask:
 def _gzip(data: bytes) -> bytes:
     z = zlib.compressobj(6, zlib.DEFLATED, 31)
     return z.compress(data) + z.flush()
+
+
+def _count_requests(app: Flask, routes: dict[str, Route]) -> None:
+    """tardis_http_requests_total and tardis_http_duration_seconds, by route template."""
+    from tardis_common import metrics
+
+    @app.before_request
+    def start_clock() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def count(response: Response) -> Response:
+        route = routes.get(request.endpoint or "")
+        name = route.template if route is not None else (request.url_rule.rule if request.url_rule else "other")
+        metrics.HTTP_REQUESTS.labels(name, request.method, str(response.status_code)).inc()
+        started = g.get("started")
+        if started is not None:
+            metrics.HTTP_DURATION.labels(name).observe(time.perf_counter() - started)
+        return response
 
 
 def _view(route: Route, backend: Backend, options: Options) -> Callable[..., Response]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 from tardis_common import tls
 from tardis_common.argparsing import given_options, make_parser
 from tardis_common.errors import ConfigError, TardisError
+from tardis_common.logsetup import setup_logging
 from tardis_common.settings import RemoteSettings, load_remote_settings
 
 PROG = "tardisremote"
@@ -130,17 +133,37 @@ def gunicorn_options(settings: RemoteSettings, address: str, cert: str | None, k
     return options
 
 
+def _serve_metrics(settings: RemoteSettings, address: str, options: dict[str, Any]) -> str:
+    """/metrics from the gunicorn master, summing every worker's counts (prometheus_client's
+    multiprocess mode: a private directory set before any worker imports the metrics)."""
+    directory = tempfile.mkdtemp(prefix="tardisremote-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    from prometheus_client import multiprocess
+
+    from tardis_common import metrics
+
+    host = settings.metrics_address or metrics.metrics_host(address)
+    try:
+        port = metrics.serve_multiprocess(settings.metrics_port, host)
+    except OSError as exc:
+        raise OSError(f"cannot serve metrics on {host}:{settings.metrics_port}: {exc.strerror or exc}") from None
+
+    def child_exit(_server: Any, worker: Any) -> None:
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+    options["child_exit"] = child_exit
+    options["on_exit"] = lambda _server: shutil.rmtree(directory, ignore_errors=True)
+    shown = f"[{host}]" if ":" in host else host
+    return f"{PROG}: metrics on http://{shown}:{port}/metrics"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     given = given_options(args)
     config = given.pop("config", None)
     try:
         settings = load_remote_settings(given, config)
-        logging.basicConfig(
-            level=logging.WARNING - 10 * min(settings.verbose, 2),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            filename=settings.logfile or None,
-        )
+        setup_logging(PROG, verbose=settings.verbose, log_format=settings.log_format, filename=settings.logfile)
         key = server_key(settings)
         address = bind_address(settings)
         cert, keyfile, notice = tls_files(settings, address)
@@ -156,9 +179,16 @@ def main(argv: list[str] | None = None) -> int:
     for ignored in ("dbname", "allow_schema_upgrades"):
         if ignored in settings.model_fields_set:
             log.info("%s is the catalog service's setting; tardisremote does not open databases", ignored)
+    options = gunicorn_options(settings, address, cert, keyfile)
+    if settings.metrics_port:
+        try:
+            print(_serve_metrics(settings, address, options), file=sys.stderr, flush=True)
+        except OSError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 1
     from .server import RemoteServer
 
-    RemoteServer(settings, key, gunicorn_options(settings, address, cert, keyfile)).run()
+    RemoteServer(settings, key, options).run()
     return 0
 
 

@@ -37,5 +37,6 @@ class RemoteServer(BaseApplication):  # type: ignore[misc]
             compress=settings.compress,
             allow_cache=settings.allow_cache,
             max_request=settings.max_request,
+            metrics=bool(settings.metrics_port),
         )
         return create_app(Backend(build), options)
