@@ -14,6 +14,7 @@ from tardis.v1 import common_pb2 as common
 from tardis.v1 import ingest_pb2 as ing
 
 from tardis_common.cipher import Cipher
+from tardis_common.errors import Corrupt
 
 
 class SealedIngest:
@@ -28,10 +29,18 @@ class SealedIngest:
         shown = common.BackupSet()
         shown.CopyFrom(backup_set)
         del shown.tags[:]
-        shown.tags.extend(sorted(self._cipher.decrypt_text(t) for t in backup_set.tags))
+        shown.tags.extend(sorted(self._open_text(backup_set, t) for t in backup_set.tags))
         if backup_set.command_line:
-            shown.command_line = self._cipher.decrypt_text(backup_set.command_line)
+            shown.command_line = self._open_text(backup_set, backup_set.command_line)
         return shown
+
+    def _open_text(self, backup_set: common.BackupSet, text: str) -> str:
+        try:
+            return self._cipher.decrypt_text(text)
+        except Corrupt:
+            if backup_set.completed and not backup_set.manifest_id:
+                return text  # a set from before the password, not yet sealed by sonic encrypt
+            raise
 
     def _seal(self, texts: Any) -> list[str]:
         return [self._cipher.encrypt_text(t) for t in texts]

@@ -177,6 +177,24 @@ class BlobStoreCore:
         remove = tree.quarantine if request.quarantine else tree.delete
         return bs.DeleteObjectsReply(deleted=sum(remove(object_id) for object_id in request.object_ids))
 
+    # -- local maintenance (sonic encrypt) --------------------------------------------------
+
+    def rewrite_meta(self, client: str, infos: Iterable[common.ObjectInfo]) -> int:
+        """Write the ``.meta`` of each stored object in ``infos`` afresh; how many were written."""
+        tree = self.tree(client)
+        written = 0
+        for info in infos:
+            path = tree.path(info.object_id)
+            try:
+                stored_size = path.stat().st_size
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            tree._write_meta(path.with_name(path.name + ".meta"), _meta(info, stored_size))
+            written += 1
+        if written:
+            tree.sync()
+        return written
+
 
 def _wait_all(futures: list[Future[None]], raise_first: bool = True) -> None:
     """Wait for every future and empty the list; re-raise the first failure if asked."""

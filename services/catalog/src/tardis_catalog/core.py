@@ -862,3 +862,11 @@ class CatalogCore:
         with self._db(request.client) as conn:
             found = self._objects(conn, wanted, tree.max_params(conn))
         return cat.ObjectInfoReply(objects=[found[a] for a in wanted if a in found])
+
+    # -- encrypting an existing client (sonic encrypt, local only) ---------------------------
+
+    def conversion(self, client: str) -> Any:
+        """The catalog side of converting a client's unencrypted history (``conversion.Conversion``)."""
+        from .conversion import Conversion
+
+        return Conversion(lambda: self._db(client), check_client_name(client), self._clock, self._lease_ns)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA_V1: list[str] = [
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -113,7 +113,19 @@ def _v2_to_v3(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE sets ADD COLUMN command_line TEXT NOT NULL DEFAULT ''")
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(conn: sqlite3.Connection) -> None:
+    """Encrypting an existing client in place (sonic encrypt): the work still to do, durably.
+
+    Filled once by the job's plan; a row leaves its table in the transaction that converts it."""
+    conn.execute("CREATE TABLE convert_names (name_id INTEGER PRIMARY KEY)")
+    conn.execute("CREATE TABLE convert_entries (entry_id INTEGER PRIMARY KEY)")
+    conn.execute(
+        "CREATE TABLE convert_sets (set_id INTEGER PRIMARY KEY, texts INTEGER NOT NULL, manifest INTEGER NOT NULL)"
+    )
+    conn.execute("CREATE TABLE convert_trash (address BLOB PRIMARY KEY)")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def get_version(conn: sqlite3.Connection) -> int:
