@@ -34,6 +34,7 @@ import shutil
 import stat
 import sys
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tardis.v1 import blobstore_pb2 as bs
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 
 FETCH_FILES = 2000
 FETCH_BYTES = 64 * 1024 * 1024
+FETCH_STREAMS = max(1, min(4, os.cpu_count() or 1))  # concurrent ReadObjects streams per batch
 COPY_BLOCK = 1024 * 1024
 OVERWRITE_MODES = ("never", "always", "newer", "older", "ask")
 VERIFY_ACTIONS = ("keep", "rename", "delete")
@@ -325,43 +327,69 @@ class Restorer:
         self._restore_deltas(wanted)
         if not wanted:
             return
-        request = bs.GetObjectsRequest(client=self.client, object_ids=list(wanted))
+        groups = _balanced(wanted, FETCH_STREAMS)
+        if len(groups) == 1:
+            outcomes = self._stream_objects(groups[0], wanted)
+        else:  # decoding and writing release the GIL: one stream per core keeps them all busy
+            with ThreadPoolExecutor(len(groups), thread_name_prefix="restore") as pool:
+                parts = list(pool.map(lambda group: self._stream_objects(group, wanted), groups))
+            outcomes = [outcome for part in parts for outcome in part]
+        for object_id, size, failure in outcomes:
+            pending = wanted.pop(object_id)
+            if size is None:
+                self._lost(object_id, pending)
+            elif failure is not None:
+                self._corrupt_object(object_id, pending, failure)
+            else:
+                self._copies(pending, size)
+        if wanted:
+            raise Corrupt(f"{len(wanted)} objects did not arrive from the store")
+
+    def _stream_objects(
+        self, object_ids: list[bytes], wanted: Mapping[bytes, _Pending]
+    ) -> list[tuple[bytes, int | None, Corrupt | None]]:
+        """Read ``object_ids`` on one stream, each written to the first of its paths; returns
+        per object its size (None when the store lacks it) and the check that failed, if any.
+        Runs on a worker thread: it touches only its own objects' files."""
+        outcomes: list[tuple[bytes, int | None, Corrupt | None]] = []
+        request = bs.GetObjectsRequest(client=self.client, object_ids=object_ids)
         current: bytes | None = None
         decoder: ObjectDecoder | None = None
         writer: platform.SparseWriter | None = None
         failure: Corrupt | None = None
-        for reply in self.ingest.read_objects(request):
-            for piece in reply.pieces:
-                if piece.missing:
-                    self._lost(piece.object_id, wanted.pop(piece.object_id))
-                    continue
-                if piece.object_id != current:
-                    current, failure = piece.object_id, None
-                    decoder = ObjectDecoder(self.cipher, current if self.authenticate else None, kind=KIND_FULL)
-                    writer = platform.SparseWriter(self._open_output(wanted[current].paths[0][0]))
-                assert decoder is not None and writer is not None
-                if failure is None:
-                    try:
-                        for plain in decoder.feed(piece.data):
-                            writer.write(plain)
-                    except Corrupt as exc:
-                        failure = exc
-                if piece.last:
-                    assert current is not None
-                    writer.finish()
-                    os.close(writer.fd)
+        try:
+            for reply in self.ingest.read_objects(request):
+                for piece in reply.pieces:
+                    if piece.missing:
+                        outcomes.append((piece.object_id, None, None))
+                        continue
+                    if piece.object_id != current:
+                        current, failure = piece.object_id, None
+                        decoder = ObjectDecoder(self.cipher, current if self.authenticate else None, kind=KIND_FULL)
+                        writer = platform.SparseWriter(self._open_output(wanted[current].paths[0][0]))
+                    assert decoder is not None and writer is not None
                     if failure is None:
                         try:
-                            decoder.finish()
+                            for plain in decoder.feed(piece.data):
+                                writer.write(plain)
                         except Corrupt as exc:
                             failure = exc
-                    if failure is not None:
-                        self._corrupt_object(current, wanted.pop(current), failure)
-                    else:
-                        self._copies(wanted.pop(current), decoder.size)
-                    current, decoder = None, None
-        if wanted:
-            raise Corrupt(f"{len(wanted)} objects did not arrive from the store")
+                    if piece.last:
+                        assert current is not None
+                        writer.finish()
+                        os.close(writer.fd)
+                        writer = None
+                        if failure is None:
+                            try:
+                                decoder.finish()
+                            except Corrupt as exc:
+                                failure = exc
+                        outcomes.append((current, decoder.size, failure))
+                        current, decoder = None, None
+        finally:
+            if writer is not None:
+                os.close(writer.fd)
+        return outcomes
 
     def _restore_deltas(self, wanted: dict[bytes, _Pending]) -> None:
         """Objects stored as deltas are rebuilt from their chain (chain.py), one at a time."""
@@ -535,6 +563,19 @@ class Restorer:
         dirs, self._dir_meta = self._dir_meta, []
         for path, entry in sorted(dirs, key=lambda pe: pe[0].count(os.sep), reverse=True):
             self._apply_meta(path, entry)
+
+
+def _balanced(wanted: Mapping[bytes, _Pending], count: int) -> list[list[bytes]]:
+    """``wanted``'s object ids in at most ``count`` groups of about equal bytes (largest first)."""
+    if count <= 1 or len(wanted) < 2:
+        return [list(wanted)]
+    groups: list[list[bytes]] = [[] for _ in range(min(count, len(wanted)))]
+    loads = [0] * len(groups)
+    for object_id in sorted(wanted, key=lambda i: wanted[i].paths[0][1].size, reverse=True):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(object_id)
+        loads[lightest] += wanted[object_id].paths[0][1].size + 4096
+    return groups
 
 
 def components_of(path: str) -> list[bytes]:
