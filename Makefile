@@ -73,3 +73,14 @@ install-logwatch:
 	test -e $(LOGWATCH_DEST)/conf/logfiles/tardisd.conf || \
 	  install -D -m 0644 deploy/logwatch/conf/logfiles/tardisd.conf $(LOGWATCH_DEST)/conf/logfiles/tardisd.conf
 # --- end logwatch ------------------------------------------------------------------------------
+
+# --- reliability report (issue 8) --------------------------------------------------------------
+# `make reliability-report`: run the reliability suites (tests/reliability/), each writing a JSON
+# summary to tests/reliability/results/, and render docs/reliability.md from them. The report is
+# written even when a suite fails (its failures are in the table); the target then fails too.
+.PHONY: reliability-report
+reliability-report: setup
+	rm -rf tests/reliability/results
+	$(BIN)/python -m pytest -q tests/reliability $(PYTEST_ARGS); status=$$?; \
+	  $(BIN)/python scripts/reliability_report.py; exit $$status
+# --- end reliability report ----------------------------------------------------------------------

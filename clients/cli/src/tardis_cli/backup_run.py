@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -101,13 +102,14 @@ class _Batcher:
 _END = object()
 
 
-def prefetched(source: Iterator[T], depth: int) -> Iterator[T]:
+def prefetched(source: Iterator[T], depth: int, stop: threading.Event | None = None) -> Iterator[T]:
     """``source`` produced on a thread of its own, up to ``depth`` items ahead of the consumer.
 
-    Encoding (reading, hashing, compressing) then overlaps with storing or sending.
+    Encoding (reading, hashing, compressing) then overlaps with storing or sending. Setting
+    ``stop`` (the consumer's call ended) ends production quietly, whatever fails after it.
     """
     slots: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+    stop = stop if stop is not None else threading.Event()
 
     def produce() -> None:
         try:
@@ -122,6 +124,10 @@ def prefetched(source: Iterator[T], depth: int) -> Iterator[T]:
                     return
             slots.put(_END)
         except BaseException as exc:
+            if stop.is_set():  # no one is listening (the encoders may be shut down): end quietly
+                with contextlib.suppress(queue.Full):
+                    slots.put_nowait(_END)
+                return
             slots.put(exc)
 
     thread = threading.Thread(target=produce, name="encode-ahead", daemon=True)
@@ -167,6 +173,7 @@ class BackupRun:
 
     def submit(self, groups: list[tuple[common.DirPath, list[Item]]]) -> None:
         reply = self.ingest.submit_entries(self._request(groups))
+        fault_point("client.after-submit")
         flat = [(path, item) for path, items in groups for item in items]
         if len(reply.actions) != len(flat):
             raise InvalidArgument("server answered for a different number of entries")
@@ -233,10 +240,14 @@ class BackupRun:
         """Upload a batch's content on the sender thread, after the previous batch's."""
         self.wait()
         assert self.uploader is not None
-        requests = prefetched(self.uploader.requests(uploads), depth=8)
+        ended = threading.Event()
+        requests = prefetched(self.uploader.requests(uploads), depth=8, stop=ended)
 
         def send() -> None:
-            self.ingest.upload_content(requests)
+            try:
+                self.ingest.upload_content(requests)
+            finally:
+                ended.set()  # a failed call leaves gRPC's reader thread behind: stop feeding it
             fault_point("after-upload")
 
         self.sending = self.sender.submit(send)
@@ -310,6 +321,7 @@ class BackupRun:
         batcher.flush()
         self.wait()
         manifest_id = b""
+        fault_point("client.before-finish")
         if self.options.manifest_key is not None:
             manifest_id = seal_set(
                 self.ingest, self.client, self.session, opened.set.id, self.cipher, self.options.manifest_key

@@ -395,11 +395,12 @@ class EncryptJob:
 
     def destroy_copies(self) -> None:
         """Overwrite and remove what holds plaintext outside the catalog and the objects:
-        copies of the catalog taken before the encryption (schema upgrade copies), objects
+        copies of the catalog taken before the encryption (schema upgrade copies, DBBackups), objects
         in the clear moved to quarantine/, and pieces of objects left in tmp/ by a backup
         that died (only while this job holds the lease, and only old ones)."""
         directory: Path = self.tree.dir
         doomed = sorted(directory.glob("tardis.db.schema-v*.bak*"))
+        doomed += sorted(directory.glob("tardis.db.[0-9]*"))  # DBBackups copies: they hold the clear names
         for path in sorted((directory / "quarantine").glob("*")):
             if path.is_file() and not path.suffix and _in_the_clear(path):
                 doomed += [path, *(path.with_name(path.name + s) for s in (".meta", ".sig"))]

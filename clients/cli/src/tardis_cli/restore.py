@@ -144,6 +144,7 @@ class Restorer:
         self._links: dict[tuple[int, int], str] = {}  # (device, inode) -> first name restored
         self._link_later: list[tuple[str, str, common.Entry]] = []  # (path, first, entry)
         self._dirs: dict[int, str] = {}
+        self._made_dirs: set[str] = set()  # directories this restore made: never replaced by a link or file
         self._skipped_dirs: set[int] = set()
         self._dir_meta: list[tuple[str, common.Entry]] = []
         self._wanted: dict[bytes, _Pending] = {}
@@ -262,6 +263,7 @@ class Restorer:
         return allowed
 
     def _make_dir(self, path: str) -> None:
+        self._made_dirs.add(path)
         try:
             st = os.lstat(path)
         except FileNotFoundError:
@@ -282,6 +284,13 @@ class Restorer:
             os.unlink(path)
 
     def _restore_entry(self, path: str, entry: common.Entry) -> None:
+        if path in self._made_dirs:
+            # A second entry of the same name as a directory restored already: only a damaged or
+            # forged catalog holds one. Replacing the directory by a symlink would send the
+            # directory's entries through it, outside the target.
+            log.warning("skipping %s: a directory of the same name was restored already", path)
+            self.stats.skipped += 1
+            return
         if entry.type in (SYMLINK, FILE) and not self._may_replace(path, entry):
             return
         if entry.type == SYMLINK:

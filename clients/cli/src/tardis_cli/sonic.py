@@ -14,7 +14,17 @@ import sys
 
 from tardis_common.argparsing import make_parser
 
-from . import sonic_config, sonic_files, sonic_keys, sonic_purge, sonic_sets, sonic_tools, sonic_upgrade, sonic_verify
+from . import (
+    sonic_config,
+    sonic_files,
+    sonic_keys,
+    sonic_purge,
+    sonic_rebuild,
+    sonic_sets,
+    sonic_tools,
+    sonic_upgrade,
+    sonic_verify,
+)
 from .sonic_common import Handler
 from .sonic_config import CLIENT_SETTINGS
 from .sonic_encrypt import register as register_encrypt
@@ -31,6 +41,7 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         handlers.update(module.register(commands))
     handlers.update(sonic_tools.register(commands))  # decryptname, encryptname, cdfile
     handlers.update(register_encrypt(commands))  # encrypt (encryptDB)
+    handlers.update(sonic_rebuild.register(commands))  # rebuild (a lost tardis.db, from .meta files)
     sonic_tools.add_seed_aliases(commands, handlers)  # last: decryptName, mkKeyBackup, ... (hidden)
     return p, handlers
 

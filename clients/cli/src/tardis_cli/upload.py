@@ -29,6 +29,7 @@ from tardis.v1 import ingest_pb2 as ing
 from tardis_common import rdiff
 from tardis_common.cipher import Cipher
 from tardis_common.codecs import Codec, codec_named
+from tardis_common.faults import fault_point
 from tardis_common.objectformat import KIND_DELTA, ObjectEncoder
 
 from .nocompress import NoCompress
@@ -294,6 +295,7 @@ class Uploader:
                 self.stats.sent += len(piece.data)
                 if size >= MESSAGE_BYTES:
                     yield message
+                    fault_point("client.mid-upload")
                     message = ing.UploadContentRequest(session=self.session)
                     size = 0
         if message.pieces:

@@ -64,6 +64,12 @@ class ConfigError(TardisError):
     exit_code = 2
 
 
+class NoSpace(TardisError):
+    """A disk the repository lives on is full (ENOSPC, EDQUOT, SQLite's "database or disk is full")."""
+
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
 # Status code name -> class used when no class marker travels with the status.
 BY_CODE: dict[str, type[TardisError]] = {
     "NOT_FOUND": NotFound,
@@ -92,5 +98,6 @@ BY_NAME: dict[str, type[TardisError]] = {
         Throttled,
         Corrupt,
         ConfigError,
+        NoSpace,
     )
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -12,9 +14,13 @@ from typing import BinaryIO
 from tardis.v1 import blobstore_pb2 as bs
 from tardis.v1 import common_pb2 as common
 
-from tardis_common.errors import InvalidArgument
+from tardis_common.errors import InvalidArgument, NoSpace
+from tardis_common.faults import fault_point
+from tardis_common.limits import quota_exceeded
 
 from .storage import ObjectMeta, ObjectTree, check_object_id
+
+log = logging.getLogger(__name__)
 
 PIECE_SIZE = 1024 * 1024  # data per reply, and per piece of a large object
 MAX_PIECES_PER_REPLY = 1024  # bounds a reply made of many empty or missing objects
@@ -23,16 +29,30 @@ FINISHERS = 4  # threads placing finished objects  # objects one put stream may 
 
 
 class BlobStoreCore:
-    """Stores each client's objects under ``root/<client>/``."""
+    """Stores each client's objects under ``root/<client>/``; with ``quota`` (ClientQuota,
+    bytes), a put stream that would take a client's objects beyond it is refused."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, quota: int = 0) -> None:
         self.root = Path(root)
+        self.quota = quota
+        self._usage: dict[str, int] = {}  # client -> bytes its objects take (measured when first needed)
         self._known_dirs: dict[str, set[Path]] = {}
         self._finishers = ThreadPoolExecutor(max_workers=FINISHERS, thread_name_prefix="blob-place")
         self._counting = threading.Lock()
 
     def tree(self, client: str) -> ObjectTree:
         return ObjectTree(self.root, client, self._known_dirs.setdefault(client, set()))
+
+    def usage(self, client: str) -> int:
+        """Bytes of the client's stored objects and signatures (for ClientQuota)."""
+        tree = self.tree(client)
+        with self._counting:
+            known = self._usage.get(client)
+        if known is None:
+            known = tree.stored_bytes()
+            with self._counting:
+                self._usage[client] = known
+        return known
 
     # -- PutObjects ------------------------------------------------------------------------
 
@@ -42,26 +62,49 @@ class BlobStoreCore:
         open_objects: dict[int, BinaryIO] = {}
         commits: list[Future[None]] = []
         by_id: dict[bytes, Future[None]] = {}  # per object id, its latest placing in this stream
+        allowed = 0  # with a quota: bytes this stream may still bring (counted as received)
+        placed: list[bytes] = []  # objects this stream stored that did not exist before
+        done = False
         try:
             for request in requests:
                 if tree is None:
                     tree = self.tree(request.client)
+                    allowed = self.quota - self.usage(tree.client) if self.quota else 0
                 elif request.client and request.client != tree.client:
                     raise InvalidArgument(f"client changed within a put stream ({tree.client!r} to {request.client!r})")
+                if self.quota:
+                    allowed -= sum(len(piece.data) for piece in request.pieces)
+                    if allowed < 0:
+                        raise quota_exceeded(tree.client, self.quota)
                 for piece in request.pieces:
-                    self._put_piece(tree, open_objects, piece, reply, commits, by_id)
+                    self._put_piece(tree, open_objects, piece, reply, commits, by_id, placed)
             if open_objects:
                 token = next(iter(open_objects))
                 raise InvalidArgument(f"object stream ended inside object token {token}")
             _wait_all(commits)
             if tree is not None and (reply.stored + reply.deduplicated > 0 or reply.bytes_written > 0):
+                fault_point("blobstore.before-sync")
                 tree.sync()
+                if self.quota:
+                    with self._counting:
+                        if tree.client in self._usage:
+                            self._usage[tree.client] += reply.bytes_written
+            done = True
             return reply
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise NoSpace(
+                f"no space left on the server for the objects of client {tree.client if tree else '?'}"
+                f" ({exc.strerror}); free space and back up again (completed sets are intact)"
+            ) from None
         finally:
             _wait_all(commits, raise_first=False)
             if tree is not None:
                 for temp in open_objects.values():
                     tree.abort(temp)
+                if not done:
+                    _forget(tree, placed)
 
     def _put_piece(
         self,
@@ -71,6 +114,7 @@ class BlobStoreCore:
         reply: bs.PutObjectsReply,
         commits: list[Future[None]],
         by_id: dict[bytes, Future[None]],
+        placed: list[bytes],
     ) -> None:
         temp = open_objects.get(piece.token)
         if temp is None:
@@ -80,6 +124,7 @@ class BlobStoreCore:
         if piece.data:
             temp.write(piece.data)
         if not piece.last:
+            fault_point("blobstore.mid-object")
             return
         del open_objects[piece.token]
         if piece.abort:
@@ -93,14 +138,21 @@ class BlobStoreCore:
         earlier = by_id.get(piece.info.object_id) if not piece.signature else None
         if earlier is not None:
             earlier.result()  # the same object twice in one stream: place them in stream order
-        future = self._finishers.submit(self._finish, tree, temp, info, reply)
+        future = self._finishers.submit(self._finish, tree, temp, info, reply, placed)
         if not piece.signature:
             by_id[piece.info.object_id] = future
         commits.append(future)
         while len(commits) > 4 * FINISHERS:  # a bounded window: wait for the oldest
             commits.pop(0).result()
 
-    def _finish(self, tree: ObjectTree, temp: BinaryIO, piece: bs.PutPiece, reply: bs.PutObjectsReply) -> None:
+    def _finish(
+        self,
+        tree: ObjectTree,
+        temp: BinaryIO,
+        piece: bs.PutPiece,
+        reply: bs.PutObjectsReply,
+        placed: list[bytes] | None = None,
+    ) -> None:
         try:
             if piece.signature:
                 tree.commit_signature(temp, piece.info.object_id)
@@ -109,11 +161,14 @@ class BlobStoreCore:
                     reply.bytes_written += size
                 return
             meta = _meta(piece.info, stored_size=temp.tell())
+            fresh = tree.stat(piece.info.object_id) < 0
             stored = tree.commit(temp, meta)
         except BaseException:
             tree.abort(temp)
             raise
         with self._counting:
+            if stored and fresh and placed is not None:
+                placed.append(piece.info.object_id)
             if stored:
                 reply.stored += 1
                 reply.bytes_written += meta.stored_size
@@ -175,7 +230,11 @@ class BlobStoreCore:
         if not tree.exists():
             return bs.DeleteObjectsReply(deleted=0)
         remove = tree.quarantine if request.quarantine else tree.delete
-        return bs.DeleteObjectsReply(deleted=sum(remove(object_id) for object_id in request.object_ids))
+        try:
+            return bs.DeleteObjectsReply(deleted=sum(remove(object_id) for object_id in request.object_ids))
+        finally:
+            with self._counting:
+                self._usage.pop(tree.client, None)  # measured afresh when next needed
 
     # -- local maintenance (sonic encrypt) --------------------------------------------------
 
@@ -194,6 +253,17 @@ class BlobStoreCore:
         if written:
             tree.sync()
         return written
+
+
+def _forget(tree: ObjectTree, placed: list[bytes]) -> None:
+    """Remove the objects a failed put stream stored: the caller records objects in the catalog
+    only after a stream succeeds, so nothing refers to them, and left behind they would be
+    orphans (a content that changed before the next run is never sent again)."""
+    for object_id in placed:
+        try:
+            tree.delete(object_id)
+        except OSError as exc:
+            log.warning("cannot remove object %s of a failed put stream: %s", object_id[:16], exc)
 
 
 def _wait_all(futures: list[Future[None]], raise_first: bool = True) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import itertools
 import json
 import logging
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from tardis_common.errors import InvalidArgument
+from tardis_common.faults import fault_point
 from tardis_common.names import check_client_name
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,8 @@ class _Syncer:
                 if self._syncfs(fd) == 0:
                     return
                 err = ctypes.get_errno()
+                if err not in (errno.ENOSYS, errno.EINVAL):  # a write-back error: the batch is not durable
+                    raise OSError(err, f"syncfs: {os.strerror(err)}", str(directory))
                 log.warning("syncfs(%s) failed: %s; falling back to sync()", directory, os.strerror(err))
             finally:
                 os.close(fd)
@@ -120,6 +124,22 @@ class ObjectTree:
     def exists(self) -> bool:
         return self.dir.is_dir()
 
+    def stored_bytes(self) -> int:
+        """Bytes of every stored object and signature (not .meta, tmp/ or quarantine/)."""
+        total = 0
+        if not self.dir.is_dir():
+            return 0
+        for first in os.scandir(self.dir):
+            if not (first.is_dir(follow_symlinks=False) and _FAN_DIR.fullmatch(first.name)):
+                continue
+            for second in os.scandir(first.path):
+                if not (second.is_dir(follow_symlinks=False) and _FAN_DIR.fullmatch(second.name)):
+                    continue
+                for item in os.scandir(second.path):
+                    if not item.name.endswith(".meta") and item.is_file(follow_symlinks=False):
+                        total += item.stat(follow_symlinks=False).st_size
+        return total
+
     def path(self, object_id: bytes) -> Path:
         """Where the object lives: ``ab/cd/<id>`` (validates the id)."""
         text = check_object_id(object_id)
@@ -154,14 +174,18 @@ class ObjectTree:
             self._known.discard(final.parent)
             self._ensure_dir(final.parent)
             stored = _link(Path(temp.name), final)
+        fault_point("blobstore.after-link")  # in place, without its .meta
         existing = None if stored else self.read_meta(meta.object_id.encode("ascii"))
-        if not stored and not meta.basis_id and existing is not None and existing.get("basis_id"):
+        # A full object also replaces one without a valid .meta (its writer died between link
+        # and .meta, or before the flush): a full copy is right for its id whatever was there.
+        if not stored and not meta.basis_id and (existing is None or existing.get("basis_id")):
             os.replace(temp.name, final)
             self._write_meta(meta_path, meta)
             return True
         Path(temp.name).unlink(missing_ok=True)
         if stored or existing is None:
             self._write_meta(meta_path, meta)
+            fault_point("blobstore.after-meta")
         return stored
 
     def commit_signature(self, temp: BinaryIO, object_id: bytes) -> None:
@@ -212,6 +236,7 @@ class ObjectTree:
     def delete(self, object_id: bytes) -> bool:
         """Remove the object with its .meta and .sig; True if the object existed."""
         path = self.path(object_id)
+        fault_point("blobstore.mid-delete")
         for suffix in (".meta", ".sig"):
             path.with_name(path.name + suffix).unlink(missing_ok=True)
         try:

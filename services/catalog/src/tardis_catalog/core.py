@@ -22,11 +22,12 @@ from tardis.v1 import common_pb2 as common
 
 from tardis_common.clock import Clock, SystemClock
 from tardis_common.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, PermissionDenied
+from tardis_common.faults import fault_point
 from tardis_common.names import check_client_name
 from tardis_common.netfs import network_filesystem
 from tardis_common.version import __version__
 
-from . import db, naming, tree
+from . import db, dbbackups, naming, tree
 from .rows import (
     ENTRY_SELECT,
     OBJECT_SELECT,
@@ -87,9 +88,12 @@ class CatalogCore:
         set_priorities: Sequence[int] = naming.DEFAULT_PRIORITIES,
         set_keep_days: Sequence[int] = naming.DEFAULT_KEEP_DAYS,
         read_only: bool | None = None,
+        db_backups: int = 5,
     ) -> None:
         """``read_only``: open every catalog without locks and refuse writes; by default, when
-        ``root`` is on a network filesystem (NFS, SMB), where SQLite's WAL cannot be trusted."""
+        ``root`` is on a network filesystem (NFS, SMB), where SQLite's WAL cannot be trusted.
+        ``db_backups`` (DBBackups): rotated copies of a catalog kept, one taken per completed set."""
+        self._db_backups = db_backups
         self._root = Path(root)
         if read_only is None:
             kind = network_filesystem(self._root) if self._root.exists() else None
@@ -307,6 +311,13 @@ class CatalogCore:
             )
 
     def complete_set(self, request: cat.CompleteSetRequest) -> common.BackupSet:
+        done = self._complete_set(request)
+        if self._db_backups:
+            with self._db(request.client) as conn:
+                dbbackups.rotate(conn, self._path(request.client), self._db_backups)
+        return done
+
+    def _complete_set(self, request: cat.CompleteSetRequest) -> common.BackupSet:
         client, set_id = request.client, request.set_id
         with self._db(client) as conn, db.write_tx(conn, full_sync=True):
             row = self._check_write(conn, client, set_id, request.fence)
@@ -339,6 +350,7 @@ class CatalogCore:
             for tag in json.loads(pending or "[]"):
                 _tag(conn, tag, set_id)
             conn.execute("UPDATE lease SET holder = NULL, session = NULL, expires_ns = 0 WHERE id = 1")
+            fault_point("catalog.complete-before-commit")
             return self._get_set(conn, set_id)
 
     def _naming(self, conn: sqlite3.Connection) -> tuple[list[str], list[int], list[int]]:
@@ -399,7 +411,8 @@ class CatalogCore:
 
     def expire_sets(self, request: cat.ExpireSetsRequest) -> cat.ExpireSetsReply:
         client, set_id = request.client, request.set_id
-        with self._db(client) as conn, db.write_tx(conn):
+        # Fully synchronous: the orphans' files are deleted next, so this commit must not be lost.
+        with self._db(client) as conn, db.write_tx(conn, full_sync=True):
             self._check_write(conn, client, set_id, request.fence)
             newest = conn.execute("SELECT MAX(set_id) FROM sets WHERE completed = 1").fetchone()[0] or 0
             expired = [
@@ -414,7 +427,7 @@ class CatalogCore:
 
     def remove_sets(self, request: cat.RemoveSetsRequest) -> cat.ExpireSetsReply:
         client = request.client
-        with self._db(client) as conn, db.write_tx(conn):
+        with self._db(client) as conn, db.write_tx(conn, full_sync=True):  # as expire_sets
             lease = conn.execute("SELECT holder, expires_ns FROM lease WHERE id = 1").fetchone()
             if lease is not None and lease[0] and lease[1] > self._clock.now_ns():
                 raise Conflict(f"client {client} is being backed up by {lease[0]}; try again when it is done")
@@ -474,6 +487,7 @@ class CatalogCore:
             conn.execute(f"DELETE FROM objects WHERE object_id IN ({marks(len(part))})", part)
         reply.orphans.extend(bytes(o[1]) for o in orphans)
         reply.orphan_bytes = sum(to_i64(o[2]) for o in orphans)
+        fault_point("catalog.remove-before-commit")
         return reply
 
     def update_set(self, request: cat.UpdateSetRequest) -> common.BackupSet:
@@ -598,6 +612,7 @@ class CatalogCore:
                 " files_delta = files_delta + ? WHERE set_id = ?",
                 (to_i64(request.bytes_received), to_i64(request.files_full), to_i64(request.files_delta), set_id),
             )
+            fault_point("catalog.record-before-commit")
         return cat.RecordEntriesReply(extended=extended, inserted=inserted)
 
     @staticmethod
@@ -833,7 +848,7 @@ class CatalogCore:
         content, so the next backup of that content stores it again (and revives the row)."""
         wanted = list(dict.fromkeys(request.object_ids))
         reply = cat.MarkObjectsBadReply()
-        with self._db(request.client) as conn, db.write_tx(conn):
+        with self._db(request.client) as conn, db.write_tx(conn, full_sync=True):  # files move to quarantine next
             named: list[int] = []
             for part in chunks(wanted, tree.max_params(conn)):
                 sql = f"SELECT object_id, address FROM objects WHERE address IN ({marks(len(part))})"

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tardis_common.errors import AlreadyExists, Conflict, Corrupt, PermissionDenied
+from tardis_common.errors import AlreadyExists, Conflict, Corrupt, NoSpace, PermissionDenied
 
 from . import schema
 
@@ -59,9 +59,32 @@ def write_tx(conn: sqlite3.Connection, full_sync: bool = False) -> Iterator[sqli
                 conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        if not disk_full(exc):
+            raise
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise NoSpace(
+            f"no space left on the server for the catalog of client {_client_of(conn)} ({exc});"
+            " free space and try again (completed sets are intact)"
+        ) from None
     finally:
         if full_sync:
             conn.execute("PRAGMA synchronous = NORMAL")
+
+
+def disk_full(exc: sqlite3.Error) -> bool:
+    """SQLite's "database or disk is full" (SQLITE_FULL, from ENOSPC or a quota)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF == sqlite3.SQLITE_FULL) or "disk is full" in str(exc)
+
+
+def _client_of(conn: sqlite3.Connection) -> str:
+    """The client a catalog belongs to: the name of the directory its file is in."""
+    try:
+        return Path(conn.execute("PRAGMA database_list").fetchone()[2]).parent.name or "?"
+    except sqlite3.Error:
+        return "?"
 
 
 def create(directory: Path, client: str, created_ns: int) -> None:

@@ -33,6 +33,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_false",
         help="refuse catalogs with an older schema instead of converting them",
     )
+    parser.add_argument(
+        "--db-backups",
+        type=int,
+        default=5,
+        metavar="N",
+        help="rotated copies of each catalog kept, one per completed set (DBBackups; default %(default)s, 0: none)",
+    )
     add_internal_server_options(parser)
     add_metrics_options(parser)
     add_logging_options(parser)
@@ -86,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     except TardisError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.exit_code
-    core = CatalogCore(args.basedir, allow_upgrades=args.upgrades)
+    core = CatalogCore(args.basedir, allow_upgrades=args.upgrades, db_backups=max(0, args.db_backups))
     try:
         server, port = make_server(args.listen, [core_handler(SERVICE, core, guard)], tls=tls)
     except TardisError as exc:

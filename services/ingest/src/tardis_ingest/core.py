@@ -24,6 +24,7 @@ from tardis_common.errors import (
     Unauthenticated,
     VersionMismatch,
 )
+from tardis_common.faults import fault_point
 from tardis_common.interfaces import BlobStore, Catalog
 from tardis_common.limits import Limits
 from tardis_common.logsetup import event
@@ -302,6 +303,7 @@ class IngestCore:
                 yield put
 
         self.blobstore.put_objects(pieces())
+        fault_point("ingest.after-put")  # objects durable, catalog rows not yet written
         if pending:
             raise InvalidArgument(f"upload ended inside {len(pending)} file(s)")
         if existing:
@@ -323,6 +325,7 @@ class IngestCore:
                     files_delta=reply.deltas,
                 )
             )
+            fault_point("ingest.after-record")
         return reply
 
     def finish_session(self, request: ing.FinishSessionRequest) -> ing.FinishSessionReply:
@@ -335,8 +338,10 @@ class IngestCore:
         expired = self.catalog.expire_sets(
             cat.ExpireSetsRequest(client=session.client, set_id=session.set_id, fence=session.fence)
         )
+        fault_point("ingest.after-expire")  # retention committed, its objects not yet deleted
         if expired.orphans:
             self.blobstore.delete_objects(bs.DeleteObjectsRequest(client=session.client, object_ids=expired.orphans))
+        fault_point("ingest.before-complete")
         done = self.catalog.complete_set(
             cat.CompleteSetRequest(
                 client=session.client,
@@ -346,6 +351,7 @@ class IngestCore:
                 manifest_id=request.manifest_id,
             )
         )
+        fault_point("ingest.after-complete")  # the set is complete; the client has not heard
         event(
             log,
             "session_finished",
@@ -442,6 +448,7 @@ class IngestCore:
             request = _copy_message(request)
             request.within_keep_periods = True
         removed = self.catalog.remove_sets(request)
+        fault_point("ingest.after-remove")  # sets forgotten, their objects not yet deleted
         if removed.orphans:
             self.blobstore.delete_objects(bs.DeleteObjectsRequest(client=request.client, object_ids=removed.orphans))
         if removed.removed:

@@ -37,4 +37,6 @@ class Session:
             set_id, fence = int(parts[1]), int(parts[2])
         except ValueError:
             raise InvalidArgument("malformed session id") from None
+        if not (0 < set_id < 2**32 and 0 <= fence < 2**64):
+            raise InvalidArgument("malformed session id")
         return cls(check_client_name(parts[4]), set_id, fence, parts[3])

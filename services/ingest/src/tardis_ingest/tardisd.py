@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             set_formats=settings.formats,
             set_priorities=settings.priorities,
             set_keep_days=settings.keep_periods,
+            db_backups=settings.db_backups,
         )
         policy = Policy(
             max_delta_chain=settings.max_delta_chain,

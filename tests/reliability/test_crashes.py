@@ -1,0 +1,241 @@
+"""Crash suite (issue 8): SIGKILL of the client, ingest, catalog or blobstore at seeded points
+of a backup, and of a purge.
+
+Each case takes a repository holding one complete set (set 1, the tree as first backed
+up), changes nothing in it but runs the next backup of the changed tree with one
+test-only kill point armed (``TARDIS_FAULT=<point>:<n>``, tardis_common.faults): the n-th
+pass of that point kills the process with SIGKILL. The points sit at the steps that
+matter: the client after a batch is answered, mid-upload, before finishing; ingest between
+the objects' flush and their catalog rows, after the rows, around retention and
+completion; the catalog inside the write transaction of a batch and of the completion,
+before COMMIT; the blobstore mid-object, after the link and before the ``.meta``, after the
+``.meta``, before the batch's flush, between deletions. ``n`` is drawn (seeded) from the
+passes a traced run of the same backup makes, so every case is a real kill.
+
+After each kill: SQLite's integrity and foreign-key checks pass, no entry names a missing
+object, ``sonic verify`` passes, every set complete before restores exactly; then the
+killed process is restarted and the next run (``--force``: the dead run's lease has not
+expired yet) completes and its set restores exactly.
+
+Embedded cases run the real ``tardis`` with every core in it (a kill at a catalog point
+kills the process that holds the database); distributed cases run the three services as
+processes with the point armed in one of them. ``TARDIS_CRASH_SEED`` changes the sample.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from crashkit import (
+    SONIC,
+    TARDIS,
+    Cluster,
+    backup_in_process,
+    check_catalog_file,
+    one_line_error,
+    quiet,
+    read_trace,
+    restore_equals,
+    run_tool,
+    sets_of,
+    verify,
+)
+
+from helpers.services import write_secret
+from helpers.trees import make_tree
+from tardis_cli import sonic
+
+pytestmark = pytest.mark.reliability_suite(
+    "crashes", "SIGKILL of the client, ingest, catalog or blobstore at seeded points of a backup or a purge"
+)
+
+SEED = int(__import__("os").environ.get("TARDIS_CRASH_SEED", "8"))
+CLIENT = "victim"
+PURGE = ["purge", "--priority", "100", "--keep-days", "0", "--confirm"]
+
+BACKUP_POINTS = {
+    "client": ["client.after-submit", "client.mid-upload", "after-upload", "client.before-finish"],
+    "ingest": [
+        "ingest.after-put",
+        "ingest.after-record",
+        "ingest.after-expire",
+        "ingest.before-complete",
+        "ingest.after-complete",
+    ],
+    "catalog": ["catalog.record-before-commit", "catalog.complete-before-commit"],
+    "blobstore": ["blobstore.mid-object", "blobstore.after-link", "blobstore.after-meta", "blobstore.before-sync"],
+}
+PURGE_POINTS = ["catalog.remove-before-commit", "ingest.after-remove", "blobstore.mid-delete"]
+EMBEDDED_CASES = 34
+DISTRIBUTED_PER_PROCESS = 4
+PURGE_CASES = 6
+
+
+def _sample() -> tuple[list[tuple[str, float]], list[tuple[str, str, float]], list[tuple[str, float]]]:
+    """(point, u) pairs: the kill comes at pass ceil(u * passes) of the point. Every point
+    appears at least once in embedded mode; the rest of the sample is random."""
+    rng = random.Random(SEED)
+    every = [p for points in BACKUP_POINTS.values() for p in points]
+    picks = every + [rng.choice(every) for _ in range(EMBEDDED_CASES - len(every))]
+    embedded = [(p, 1.0 - rng.random()) for p in picks]
+    distributed = []
+    for process, points in BACKUP_POINTS.items():
+        chosen = rng.sample(points, len(points)) * DISTRIBUTED_PER_PROCESS
+        distributed += [(process, p, 1.0 - rng.random()) for p in chosen[:DISTRIBUTED_PER_PROCESS]]
+    purge = [(p, 1.0 - rng.random()) for p in (PURGE_POINTS * PURGE_CASES)[:PURGE_CASES]]
+    return embedded, distributed, purge
+
+
+EMBEDDED, DISTRIBUTED, PURGES = _sample()
+NOTE = (
+    f"seed {SEED}: {len(EMBEDDED)} kills of the embedded tardis, {len(DISTRIBUTED)} of one of the four processes"
+    f" of a distributed backup, {len(PURGES)} during sonic purge"
+)
+
+
+def _mutate(root: Path, seed: int) -> None:
+    """Change a quarter of the files, delete a few, add a directory and three large new files."""
+    rng = random.Random(seed)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+    for path in files[::4]:
+        path.write_bytes(path.read_bytes() + b"changed")
+    for path in files[1::37]:
+        path.unlink()
+    fresh = root / "new-dir"
+    fresh.mkdir()
+    for i in range(60):
+        (fresh / f"n{i}").write_bytes(rng.randbytes(rng.choice([10, 3000, 9000])))
+    for i in range(3):
+        (root / f"big-new-{i}.bin").write_bytes(rng.randbytes(1_300_000 + 77 * i))
+
+
+@dataclass
+class World:
+    source: Path  # the changed tree every case backs up
+    first: Path  # the tree as set 1 holds it
+    base: Path  # BaseDir: client CLIENT with set 1 complete
+    purge_base: Path  # BaseDir: sets 1 and 2 complete (set 1 is what a purge removes)
+    passes: dict[str, int]  # passes of each point in one backup of ``source`` onto ``base``
+    purge_passes: dict[str, int]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    root = tmp_path_factory.mktemp("crashes")
+    source = make_tree(root / "src", files=700, seed=31)
+    first = root / "first"
+    shutil.copytree(source, first, symlinks=True)
+    base = root / "base"
+    backup_in_process(str(base / CLIENT), source, "--create")
+    _mutate(source, SEED)
+
+    calibrated = root / "calibrated"
+    shutil.copytree(base, calibrated, symlinks=True)
+    done = run_tool([TARDIS, "--repository", str(calibrated / CLIENT), str(source)], trace=root / "backup.trace")
+    assert done.returncode == 0, done.stderr
+    passes = read_trace(root / "backup.trace")
+
+    purged = root / "purged"
+    shutil.copytree(calibrated, purged, symlinks=True)
+    done = run_tool([SONIC, *PURGE, "--repository", str(purged / CLIENT)], trace=root / "purge.trace")
+    assert done.returncode == 0 and "1 sets purged" in done.stdout, done.stdout + done.stderr
+    return World(source, first, base, calibrated, passes, read_trace(root / "purge.trace"))
+
+
+def _pass(passes: dict[str, int], point: str, u: float) -> int:
+    assert passes.get(point, 0) > 0, f"{point} was never passed in the traced run: {passes}"
+    return max(1, math.ceil(u * passes[point]))
+
+
+def _copy(base: Path, tmp_path: Path) -> Path:
+    into = tmp_path / "base"
+    shutil.copytree(base, into, symlinks=True)
+    return into
+
+
+def _after_kill(repository: str, db_path: Path, world: World, out: Path, *, purge: bool = False) -> list[dict]:
+    """The repository after a kill: consistent, and every complete set restores exactly."""
+    check_catalog_file(db_path)
+    verify(repository)
+    sets = sets_of(repository)
+    complete = [s["id"] for s in sets if s["completed"]]
+    if purge:
+        assert 2 in complete, sets  # the purge keeps the newest set
+    else:
+        assert complete[:1] == [1], sets  # set 1 was complete before: it still is
+    for set_id in complete:
+        restore_equals(repository, set_id, world.source, world.first if set_id == 1 else world.source, out)
+    return sets
+
+
+def _next_run(repository: str, db_path: Path, world: World, out: Path) -> None:
+    """The next run completes (taking over the dead run's lease) and its set restores exactly."""
+    backup_in_process(repository, world.source, "--force")
+    sets = sets_of(repository)
+    assert sets[-1]["completed"], sets
+    check_catalog_file(db_path)
+    verify(repository)
+    restore_equals(repository, sets[-1]["id"], world.source, world.source, out)
+
+
+@pytest.mark.parametrize(("point", "u"), EMBEDDED, ids=[f"{p}@{u:.2f}" for p, u in EMBEDDED])
+def test_kill_embedded_backup(world: World, tmp_path: Path, point: str, u: float, reliability: Any) -> None:
+    reliability.note(NOTE)
+    n = _pass(world.passes, point, u)
+    base = _copy(world.base, tmp_path)
+    repository = str(base / CLIENT)
+    done = run_tool([TARDIS, "--repository", repository, str(world.source)], fault=f"{point}:{n}")
+    assert done.returncode == -signal.SIGKILL, (point, n, done.stdout, done.stderr)
+    db_path = base / CLIENT / "tardis.db"
+    _after_kill(repository, db_path, world, tmp_path / "out")
+    _next_run(repository, db_path, world, tmp_path / "out")
+
+
+@pytest.mark.parametrize(("process", "point", "u"), DISTRIBUTED, ids=[f"{p}-{pt}@{u:.2f}" for p, pt, u in DISTRIBUTED])
+def test_kill_distributed_backup(world: World, tmp_path: Path, process: str, point: str, u: float) -> None:
+    n = _pass(world.passes, point, u)
+    base = _copy(world.base, tmp_path)
+    cluster = Cluster(base, write_secret(tmp_path / "service.secret"))
+    fault = f"{point}:{n}"
+    try:
+        cluster.start_all({process: fault} if process != "client" else {})
+        repository = cluster.url(CLIENT)
+        done = run_tool(
+            [TARDIS, "--repository", repository, str(world.source)], fault=fault if process == "client" else ""
+        )
+        if process == "client":
+            assert done.returncode == -signal.SIGKILL, (point, n, done.stderr)
+        else:
+            assert cluster.killed(process), f"{process} survived {fault}: {done.stderr}"
+            assert done.returncode == 1, (point, n, done.stdout, done.stderr)
+            one_line_error(done.stderr, "tardis")
+            cluster.restart(process)
+        db_path = base / CLIENT / "tardis.db"
+        _after_kill(repository, db_path, world, tmp_path / "out")
+        _next_run(repository, db_path, world, tmp_path / "out")
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.parametrize(("point", "u"), PURGES, ids=[f"{p}@{u:.2f}" for p, u in PURGES])
+def test_kill_during_purge(world: World, tmp_path: Path, point: str, u: float) -> None:
+    n = _pass(world.purge_passes, point, u)
+    base = _copy(world.purge_base, tmp_path)
+    repository = str(base / CLIENT)
+    done = run_tool([SONIC, *PURGE, "--repository", repository], fault=f"{point}:{n}")
+    assert done.returncode == -signal.SIGKILL, (point, n, done.stdout, done.stderr)
+    db_path = base / CLIENT / "tardis.db"
+    _after_kill(repository, db_path, world, tmp_path / "out", purge=True)
+    code, out = quiet(sonic.main, [*PURGE, "--repository", repository])
+    assert code == 0, out
+    assert [s["id"] for s in sets_of(repository)] == [2]
+    check_catalog_file(db_path)
+    verify(repository)
+    restore_equals(repository, 2, world.source, world.source, tmp_path / "out")
