@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import queue
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from tardis.v1 import ingest_pb2 as ing
 
 from tardis_common.cipher import Cipher
 from tardis_common.clock import Clock, SystemClock
-from tardis_common.errors import Corrupt, InvalidArgument
+from tardis_common.errors import Conflict, Corrupt, InvalidArgument
 from tardis_common.faults import fault_point
 from tardis_common.interfaces import Ingest
 from tardis_common.objectformat import ObjectDecoder
@@ -33,6 +34,26 @@ from .upload import Upload, Uploader, UploadOptions, UploadStats, signature_iden
 from .walker import Group, Item, Walker
 
 log = logging.getLogger(__name__)
+_HELD_BY = re.compile(r"is being backed up by (?P<host>.+):(?P<pid>\d+) since ")
+
+
+def ended_run_on_this_host(message: str) -> int | None:
+    """The pid of the run named in a lease conflict when it ran on this host and has ended
+    (killed, or failed before it could finish): its lease may be taken over at once."""
+    held = _HELD_BY.search(message)
+    if held is None or held["host"] != socket.gethostname():
+        return None
+    pid = int(held["pid"])
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return pid
+    except PermissionError:
+        return None  # alive, another user's
+    return None
+
 
 BATCH_ENTRIES = 1000
 T = TypeVar("T")
@@ -280,22 +301,29 @@ class BackupRun:
                 raise InvalidArgument(
                     f"{root} is not a directory" if os.path.exists(root) else f"{root} does not exist"
                 )
-        opened = self.ingest.open_session(
-            ing.OpenSessionRequest(
-                client=self.client,
-                create=self.options.create,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                client_version=__version__,
-                protocol_version=PROTOCOL_VERSION,
-                force=self.options.force,
-                name=self.options.name,
-                client_time_ns=self.options.clock.now_ns(),
-                priority=self.options.priority,
-                tags=self.options.tags,
-                command_line=self.options.command_line,
-            )
+        request = ing.OpenSessionRequest(
+            client=self.client,
+            create=self.options.create,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            client_version=__version__,
+            protocol_version=PROTOCOL_VERSION,
+            force=self.options.force,
+            name=self.options.name,
+            client_time_ns=self.options.clock.now_ns(),
+            priority=self.options.priority,
+            tags=self.options.tags,
+            command_line=self.options.command_line,
         )
+        try:
+            opened = self.ingest.open_session(request)
+        except Conflict as exc:
+            ended = ended_run_on_this_host(str(exc))
+            if ended is None:
+                raise
+            log.warning("taking over the backup of run %d on this host, which ended without finishing", ended)
+            request.force = True
+            opened = self.ingest.open_session(request)
         self.session = opened.session
         log.info(
             "%s backup set %d of client %s", "resuming" if opened.resumed else "starting", opened.set.id, self.client
