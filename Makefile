@@ -74,6 +74,39 @@ install-logwatch:
 	  install -D -m 0644 deploy/logwatch/conf/logfiles/tardisd.conf $(LOGWATCH_DEST)/conf/logfiles/tardisd.conf
 # --- end logwatch ------------------------------------------------------------------------------
 
+# --- deploy (issue 7): images, compose, Helm, systemd. deploy/README.md and docs/operations.md
+# ("Deploying") describe them. Container targets need `scripts/system-deps.sh --containers`.
+.PHONY: images compose-test kube-play-test deploy-lint deploy-tools qemu
+PLATFORMS ?=
+
+# The image for the host platform (or PLATFORMS=linux/arm64,linux/arm/v7 under qemu: `make qemu` first).
+images:
+	bash scripts/system-deps.sh --containers
+	PLATFORMS=$(PLATFORMS) bash scripts/images.sh
+
+# Build, compose up with podman-compose, back up over tardis://, restore over remote-http, down/up.
+compose-test: setup
+	bash scripts/system-deps.sh --containers
+	bash scripts/compose-test.sh
+
+# The Helm chart's pods under `podman kube play` (as far as podman 4.3 supports the objects).
+kube-play-test: setup
+	bash scripts/system-deps.sh --containers
+	bash scripts/kube-play-test.sh
+
+# hadolint, yamllint, helm lint, helm template | kubernetes-validate --strict, systemd-analyze.
+deploy-lint:
+	bash scripts/deploy-lint.sh
+
+deploy-tools:
+	bash scripts/deploy-tools.sh
+
+# Emulation for foreign-architecture images (binfmt_misc with qemu-user-static).
+qemu:
+	bash scripts/system-deps.sh --qemu
+	bash scripts/qemu-setup.sh
+# --- end deploy
+
 # --- reliability report (issue 8) --------------------------------------------------------------
 # `make reliability-report`: run the reliability suites (tests/reliability/), each writing a JSON
 # summary to tests/reliability/results/, and render docs/reliability.md from them. The report is

@@ -289,3 +289,18 @@ def test_human_sizes_and_a_range_that_hides_a_path(history: History) -> None:
     done = history.run("--range", "s2:s2", str(history.src / "old.txt"))
     assert done.returncode == 1
     assert done.stderr.strip() == f"lstardis: error: {history.src}/old.txt is not in any of the backup sets shown"
+
+
+def test_a_reader_that_goes_away_ends_the_listing_quietly(history: History) -> None:
+    """`lstardis | head`: when the pipe's reader is gone, no error line, no traceback (exit 141, as ls)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tardis_cli.lstardis", "--repository", history.repo, "-r", str(history.src)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader leaves before anything is written
+    err = process.stderr.read()
+    assert process.wait(timeout=60) == 141
+    assert err == ""

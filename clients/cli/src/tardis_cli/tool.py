@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -46,12 +47,26 @@ def run(prog: str, body: Callable[[], int], *, exceptions: bool = False) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`lstardis | head`): stop quietly, as `ls` does (128 + SIGPIPE).
+        _silence_stdout()
+        return 141
     except OSError as exc:
         if exceptions:
             traceback.print_exc()
-        where = f" {exc.filename}" if exc.filename else ""
-        print(f"{prog}: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        where = f" {exc.filename}:" if exc.filename else ""
+        print(f"{prog}: error:{where} {exc.strerror or exc}", file=sys.stderr)
         return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def settings_and_url(args: object, drop: tuple[str, ...] = ()) -> tuple[ClientSettings, RepoURL]:

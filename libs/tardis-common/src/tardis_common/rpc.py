@@ -99,6 +99,15 @@ def _code_of(exc: BaseException) -> str:
     return "INTERNAL"
 
 
+def _message_class(descriptor: Any) -> Any:
+    """The generated class of a message type; protobuf before 4.22 (Debian's armhf package,
+    used by the armv7 image) has no ``GetMessageClass``."""
+    get = getattr(message_factory, "GetMessageClass", None)
+    if get is not None:
+        return get(descriptor)
+    return message_factory.MessageFactory().GetPrototype(descriptor)  # pragma: no cover - old protobuf
+
+
 def _method_handler(
     core: Any, method: MethodDescriptor, guard: Guard | None, service: str = ""
 ) -> grpc.RpcMethodHandler:
@@ -107,8 +116,8 @@ def _method_handler(
     from .metrics import RpcTimer  # servers only: the client tools never import prometheus_client
 
     clock = time.perf_counter
-    request_cls = message_factory.GetMessageClass(method.input_type)
-    reply_cls = message_factory.GetMessageClass(method.output_type)
+    request_cls = _message_class(method.input_type)
+    reply_cls = _message_class(method.output_type)
     kwargs = {
         "request_deserializer": request_cls.FromString,
         "response_serializer": reply_cls.SerializeToString,
