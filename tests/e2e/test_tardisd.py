@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +57,36 @@ def test_tardisd_bad_basedir_is_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and "missing" in done.stderr
+
+
+def test_tardisremote_beside_tardisd_reads_through_its_internal_socket(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The seed's pair on one host: tardisd holds the catalog and blobstore, tardisremote (with
+    no addresses configured) reaches them over tardisd's owner-only Unix socket."""
+    base = tmp_path / "b"
+    base.mkdir()
+    config = tmp_path / "tardis.cfg"
+    config.write_text(
+        f"[Tardis]\nBaseDir = {base}\n\n[Daemon]\nPort = 0\nAllowNewHosts = True\nAllowAnonymous = True\n\n"
+        "[Remote]\nPort = 0\nAllowAnonymous = True\nWorkers = 1\n"
+    )
+    daemon = start("tardis_ingest.tardisd", "--config", str(config))
+    try:
+        socket_path = base / ".tardis-internal.sock"
+        assert stat.S_ISSOCK(socket_path.lstat().st_mode)
+        assert stat.S_IMODE(socket_path.lstat().st_mode) == 0o600
+        source = make_tree(tmp_path / "src", files=50)
+        assert backup.main(["--repository", f"tardis://{daemon.address}/laptop", "--create", str(source)]) == 0
+        remote = start("tardis_remote.main", "--config", str(config))
+        try:
+            out = tmp_path / "out"
+            assert (
+                regenerate.main(["--repository", f"http://{remote.address}/laptop", "-o", str(out), str(source)]) == 0
+            )
+            assert_same_tree(source, out / "src")
+        finally:
+            assert remote.stop() == 0
+    finally:
+        assert daemon.stop() == 0
+    assert not socket_path.exists() or stat.S_ISSOCK(socket_path.lstat().st_mode)

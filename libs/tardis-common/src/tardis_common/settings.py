@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 SYSTEM_DEFAULTS_FILE = "/etc/tardis/system.defaults"
 DAEMON_CONFIG_FILE = "/etc/tardis/tardisd.cfg"
 DEFAULT_JOB = "Tardis"
+INTERNAL_SOCKET_NAME = ".tardis-internal.sock"  # tardisd's catalog and blobstore for tardisremote
 
 
 # --- where a field's value may come from ---------------------------------------------------
@@ -464,6 +465,15 @@ class DaemonSettings(_LayeredSettings):
     max_sessions_per_client: Annotated[int, K("MaxSessionsPerClient"), Field(ge=0)] = 8
     max_message_bytes: Annotated[int, K("MaxMessageBytes"), Field(ge=64 * 1024)] = 32 * 1024 * 1024
     max_entries_per_batch: Annotated[int, K("MaxEntriesPerBatch"), Field(ge=0)] = 10_000
+    # tardisd serves its catalog and blobstore to tardisremote on this host through a Unix
+    # socket only its own user may open; empty: BaseDir/.tardis-internal.sock, "none": off.
+    internal_socket: Annotated[str, K("InternalSocket", env="TARDIS_INTERNAL_SOCKET")] = ""
+
+    def internal_socket_path(self) -> str | None:
+        """Where tardisd's internal socket is (None when it is turned off)."""
+        if self.internal_socket.lower() == "none":
+            return None
+        return self.internal_socket or os.path.join(self.basedir, INTERNAL_SOCKET_NAME)
 
     @classmethod
     def section_name(cls, job: str | None, defaults: Mapping[str, str]) -> str:
@@ -559,8 +569,15 @@ class RemoteSettings(DaemonSettings):
     log_exceptions: Annotated[bool, K("Exceptions", "LogExceptions")] = False
     workers: Annotated[int, K("Workers", env="TARDIS_REMOTE_WORKERS"), Field(ge=1, le=256)] = 2
     threads: Annotated[int, K("Threads"), Field(ge=1, le=256)] = 8
-    catalog_address: Annotated[str, K("CatalogAddress", env="TARDIS_CATALOG_ADDRESS")] = "127.0.0.1:7421"
-    blobstore_address: Annotated[str, K("BlobstoreAddress", env="TARDIS_BLOBSTORE_ADDRESS")] = "127.0.0.1:7422"
+    # Empty: tardisd's internal socket on this host (unix:BaseDir/.tardis-internal.sock).
+    catalog_address: Annotated[str, K("CatalogAddress", env="TARDIS_CATALOG_ADDRESS")] = ""
+    blobstore_address: Annotated[str, K("BlobstoreAddress", env="TARDIS_BLOBSTORE_ADDRESS")] = ""
+
+    def backend_addresses(self) -> tuple[str, str]:
+        """The catalog's and blobstore's gRPC addresses: as configured, else tardisd's internal socket."""
+        local = f"unix:{self.internal_socket_path() or os.path.join(self.basedir, INTERNAL_SOCKET_NAME)}"
+        return self.catalog_address or local, self.blobstore_address or local
+
     service_secret_file: Annotated[OptStr, K("ServiceSecretFile", env="TARDIS_SERVICE_SECRET_FILE")] = None
     internal_ca: Annotated[OptStr, K("InternalCA")] = None
     internal_cert: Annotated[OptStr, K("InternalCert")] = None

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
+import stat
 import sys
+from typing import Any
 
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from tardis_blobstore.core import BlobStoreCore
+from tardis_blobstore.grpc_service import SERVICE as BLOBSTORE_SERVICE
 from tardis_blobstore.observed import ObservedBlobStore
 from tardis_catalog.core import CatalogCore
+from tardis_catalog.grpc_service import SERVICE as CATALOG_SERVICE
 from tardis_catalog.observed import register_catalog_metrics
 from tardis_common.argparsing import given_options, make_parser
 from tardis_common.errors import TardisError
 from tardis_common.limits import Limits
 from tardis_common.logsetup import LOG_FORMATS, setup_logging
 from tardis_common.metrics import metrics_port, serve_metrics
-from tardis_common.rpc import make_server, stop_server
+from tardis_common.rpc import core_handler, make_server, stop_server
 from tardis_common.serving import display_address, serve_until_signalled
 from tardis_common.settings import DaemonSettings, load_daemon_settings
 from tardis_common.tls import is_loopback, listener_tls
@@ -25,6 +31,8 @@ from tardis_common.tls import is_loopback, listener_tls
 from .decide import Policy
 from .network import network_ingest
 from .security import server_key_for
+
+log = logging.getLogger("tardisd")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -80,6 +88,27 @@ def listen_address(settings: DaemonSettings) -> str:
     return f"[{host}]:{settings.port}" if ":" in host else f"{host}:{settings.port}"
 
 
+def serve_internal(path: str | None, catalog: Any, blobstore: Any) -> Any:
+    """The catalog and blobstore on a Unix socket only this user may open (mode 0600), for
+    tardisremote on the same host; None when turned off (InternalSocket = none)."""
+    if path is None:
+        return None
+    if len(path.encode()) > 100:
+        log.warning("internal socket path %s is too long for a Unix socket; tardisremote cannot use it", path)
+        return None
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)  # left by a server that did not stop cleanly
+    handlers = [core_handler(CATALOG_SERVICE, catalog), core_handler(BLOBSTORE_SERVICE, blobstore)]
+    old_umask = os.umask(0o177)  # the socket is born owner-only
+    try:
+        server, _port = make_server(f"unix:{path}", handlers, health=False)
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    return server
+
+
 def limits_of(settings: DaemonSettings) -> Limits:
     return Limits(
         client_quota=settings.client_quota,
@@ -115,9 +144,10 @@ def main(argv: list[str] | None = None) -> int:
             max_change_percent=settings.max_change_percent,
             save_full=settings.save_full,
         )
+        blobstore = ObservedBlobStore(BlobStoreCore(base, quota=settings.client_quota))
         _core, served = network_ingest(
             catalog,
-            ObservedBlobStore(BlobStoreCore(base, quota=settings.client_quota)),
+            blobstore,
             allow_anonymous=settings.allow_anonymous,
             allow_new_hosts=settings.allow_new_hosts,
             require_password=settings.require_password,
@@ -135,10 +165,14 @@ def main(argv: list[str] | None = None) -> int:
             tls_dir=None if is_loopback(address) and not settings.ssl else str(base / ".tardis-tls"),
         )
         server, port = make_server(address, [served], tls=tls, max_message=settings.max_message_bytes)
+        internal = None
         try:
+            internal = serve_internal(settings.internal_socket_path(), catalog, blobstore)
             metrics_notice = serve_metrics("tardisd", settings.metrics_port, settings.metrics_address, address)
         except OSError:
             stop_server(server, 0)
+            if internal is not None:
+                stop_server(internal, 0)
             raise
         if metrics_notice:
             register_catalog_metrics(catalog, base)
@@ -151,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return serve_until_signalled(server, f"tardisd listening on {display_address(address, port)}")
     finally:
+        if internal is not None:
+            stop_server(internal, 1)
         catalog.close()
 
 

@@ -32,8 +32,9 @@ def build_backend(settings: RemoteSettings, server_key: bytes) -> tuple[Any, Gua
         "cert_file": settings.internal_cert,
         "key_file": settings.internal_key,
     }
-    catalog = CatalogClient(internal_channel(settings.catalog_address, **internal))  # type: ignore[arg-type]
-    blobstore = BlobStoreClient(internal_channel(settings.blobstore_address, **internal))  # type: ignore[arg-type]
+    catalog_address, blobstore_address = settings.backend_addresses()
+    catalog = CatalogClient(internal_channel(catalog_address, **internal))  # type: ignore[arg-type]
+    blobstore = BlobStoreClient(internal_channel(blobstore_address, **internal))  # type: ignore[arg-type]
     access = AccessPolicy(
         trust_local=False,
         allow_anonymous=settings.allow_anonymous,
@@ -43,5 +44,5 @@ def build_backend(settings: RemoteSettings, server_key: bytes) -> tuple[Any, Gua
     lifetime = settings.token_lifetime
     core = IngestCore(catalog, blobstore, access=access, server_key=server_key, token_lifetime_s=lifetime)
     guard = ingest_guard(core.logins.tokens.check, load_admin_secret(settings.admin_secret_file))
-    log.info("serving catalog %s and blobstore %s", settings.catalog_address, settings.blobstore_address)
+    log.info("serving catalog %s and blobstore %s", catalog_address, blobstore_address)
     return core, guard
