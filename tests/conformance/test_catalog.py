@@ -698,3 +698,42 @@ def test_marked_bad_objects_and_their_deltas_stop_counting_as_held(cenv: Env) ->
     assert [o.object_id for o in held.objects] == [b"o1"]
     with pytest.raises(NotFound):
         cenv.api.mark_objects_bad(cat.ObjectIdsRequest(client="nobody", object_ids=[b"o1"]))
+
+
+def test_find_entries_names_versions_with_paths_through_delta_chains(cenv: Env) -> None:
+    b1 = begin(cenv, "s1", name="one")
+    record(
+        cenv,
+        b1,
+        group([], entry(b"top", DIR), entry(b"r", object_id=b"o3", inode=5)),
+        group([b"top"], entry(b"mid", DIR)),
+        group([b"top", b"mid"], entry(b"f", object_id=b"o1"), entry(b"g", object_id=b"o3", inode=8)),
+        objects=[obj(b"o1"), obj(b"o2", basis=b"o1"), obj(b"o3")],
+    )
+    complete(cenv, b1)
+    kept = [e.entry_id for e in tree(cenv, b1.set.id) if e.name in (b"top", b"mid", b"r", b"g")]
+    b2 = begin(cenv, "s2", name="two")
+    record(cenv, b2, objects=[obj(b"o4", basis=b"o2")], extend_entry_ids=kept)
+    record(cenv, b2, group([b"top", b"mid"], entry(b"f", size=11, mtime=2, object_id=b"o4")))
+    complete(cenv, b2)
+
+    def found(*ids: bytes) -> list[tuple[tuple[bytes, ...], bytes, int, int, bytes, bytes]]:
+        request = cat.ObjectIdsRequest(client="c", object_ids=ids)
+        return sorted(
+            (tuple(h.dir.components), h.entry.name, h.entry.first_set, h.entry.last_set, h.entry.object_id, h.named_id)
+            for m in cenv.api.find_entries(request)
+            for h in m.found
+        )
+
+    one, two = b1.set.id, b2.set.id
+    # f's first version uses o1 itself, its second a delta two links down o1's chain.
+    assert found(b"o1", b"unknown") == [
+        ((b"top", b"mid"), b"f", one, one, b"o1", b"o1"),
+        ((b"top", b"mid"), b"f", two, two, b"o4", b"o1"),
+    ]
+    # Unchanged versions span both sets; each version is found once, tied to its own object.
+    assert found(b"o3", b"o3") == [((), b"r", one, two, b"o3", b"o3"), ((b"top", b"mid"), b"g", one, two, b"o3", b"o3")]
+    assert found(b"o4", b"o2") == [((b"top", b"mid"), b"f", two, two, b"o4", b"o4")]
+    assert found() == [] and found(b"unknown") == []
+    with pytest.raises(NotFound):
+        list(cenv.api.find_entries(cat.ObjectIdsRequest(client="nobody", object_ids=[b"o1"])))

@@ -1,5 +1,6 @@
 """Concurrency (issue 8): eight clients backing up to one distributed cluster at once while a
-purge runs for one of them; two runs for the same client.
+purge runs for one of them (and, in one test, remote-http serves reads); two runs for the same
+client.
 
 Real processes throughout: catalog, blobstore and ingest on loopback, and the real `tardis`,
 `sonic` and `regenerate` tools as subprocesses, one client each.
@@ -12,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +21,8 @@ from pathlib import Path
 import pytest
 from tardis.v1 import ingest_pb2 as ing
 
-from helpers.services import Cluster, start_cluster, write_secret
+from helpers.mutations import Snapshot, differences, take_snapshot
+from helpers.services import Cluster, start_cluster, start_remote, write_secret
 from helpers.trees import assert_same_tree, make_tree
 from tardis_common.rpc import open_channel
 from tardis_common.version import PROTOCOL_VERSION, __version__
@@ -27,8 +30,8 @@ from tardis_ingest.client import IngestClient
 
 pytestmark = pytest.mark.reliability_suite(
     "concurrency",
-    "eight clients backing up to one distributed cluster at once while one of them is purged; "
-    "two runs for the same client at once",
+    "eight clients backing up to one distributed cluster at once while one of them is purged "
+    "and remote-http serves reads; two runs for the same client at once",
 )
 
 BIN = Path(sys.executable).parent
@@ -156,8 +159,113 @@ def test_two_runs_for_the_same_client(busy: tuple[Cluster, dict[str, str]], tmp_
     assert_same_tree(source, out / source.name)
 
 
-# TODO(issue 8, remote-http): def test_remote_http_reads_during_backups — once remote-http serves
-# this cluster (helpers.services.start_remote), run tardisremote over the busy cluster and, while
-# the eight backups above run, read every client's sets, trees and objects over
-# http://.../api/v1 (regenerate --repository http://...); assert no 5xx and no "database is
-# locked" in any reply or tool output, and that each HTTP restore matches its tree exactly.
+def test_remote_http_reads_during_backups(
+    busy: tuple[Cluster, dict[str, str]], tmp_path: Path, reliability: object
+) -> None:
+    """Eight clients back up new trees at once while one of them is purged and tardisremote
+    (two workers) serves reads of the sets completed before: regenerate and lstardis over
+    http://, in a loop until the backups finish. Everything succeeds, no "database is locked"
+    reaches a user or the server's log, and every set restores exactly."""
+    cluster, env = busy
+    user = {k: v for k, v in env.items() if k != "TARDIS_ADMIN_SECRET_FILE"}  # readers: no admin rights
+    remote = start_remote(cluster, tmp_path / "remote", AllowAnonymous=True)
+    url = {i: f"tardis://{cluster.ingest.address}/reads{i}" for i in range(CLIENTS)}
+    http = {i: f"http://{remote.address}/reads{i}" for i in range(CLIENTS)}
+    first = {i: make_tree(tmp_path / f"first{i}", files=100, seed=200 + i) for i in range(CLIENTS)}
+    second = {i: make_tree(tmp_path / f"second{i}", files=100, seed=300 + i) for i in range(CLIENTS)}
+    purged = CLIENTS - 1
+    outputs: list[subprocess.CompletedProcess[str]] = []
+
+    def checked(done: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+        outputs.append(done)
+        assert done.returncode == 0, f"{done.args[:3]}: {done.stderr}"
+        return done
+
+    def first_sets(i: int) -> str:
+        """The client's sets of ``first[i]`` (three for the purged one); the newest is read below."""
+        for n in range(3 if i == purged else 1):
+            (first[i] / "round.txt").write_text(f"round {n}\n")
+            checked(run(env, "tardis", "--repository", url[i], *(["--create"] if n == 0 else []), str(first[i])))
+        return sets_of(env, url[i])[-1]
+
+    try:
+        with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
+            earlier = dict(zip(range(CLIENTS), pool.map(first_sets, range(CLIENTS)), strict=True))
+        before_purge = sets_of(env, url[purged])
+        assert len(before_purge) == 3 and before_purge[-1] == earlier[purged]
+
+        backups_done = threading.Event()
+        middle: dict[int, Snapshot] = {}
+        reads: list[int] = [0, 0]
+        during: list[int] = [0, 0]  # reads started while backups were still running
+
+        def reader(worker: int) -> None:
+            """Restore and list this reader's half of the earlier sets over http://, pass after
+            pass, until the backups are done (at least one whole pass)."""
+            mine = [i for i in range(CLIENTS) if i % 2 == worker]
+            passes = 0
+            while passes == 0 or not backups_done.is_set():
+                for i in mine:
+                    during[worker] += 0 if backups_done.is_set() else 2
+                    out = tmp_path / "http" / f"{i}-{worker}-{passes}"
+                    name = earlier[i]
+                    checked(run(user, "regenerate", "--repository", http[i], "-b", name, "-o", str(out), str(first[i])))
+                    assert_same_tree(first[i], out / first[i].name)
+                    shutil.rmtree(out)
+                    listing = run(user, "lstardis", "--repository", http[i], "--recurse", "--range", f"{name}:{name}")
+                    assert "run.sh" in checked(listing).stdout, listing.stdout
+                    reads[worker] += 2
+                passes += 1
+
+        def backup_work(i: int) -> None:
+            if i == purged:
+                purge = ("sonic", "purge", "--repository", url[i], "--priority", "100", "--keep-hours", "0")
+                checked(run(env, *purge, "--confirm"))
+            checked(run(env, "tardis", "--repository", url[i], str(second[i])))
+            middle[i] = take_snapshot(second[i])  # what this set must restore to
+            extra = second[i] / "added"  # a second run with new content
+            extra.mkdir()
+            for n in range(30):
+                (extra / f"note{n}.txt").write_text(f"client {i} note {n}\n" * (n + 1))
+            checked(run(env, "tardis", "--repository", url[i], str(second[i])))
+
+        with ThreadPoolExecutor(max_workers=CLIENTS + 2) as pool:
+            readers = [pool.submit(reader, w) for w in (0, 1)]
+            backups = [pool.submit(backup_work, i) for i in range(CLIENTS)]
+            try:
+                for future in backups:
+                    future.result()
+            finally:
+                backups_done.set()
+            for future in readers:
+                future.result()
+    finally:
+        code, log = remote.stop_reading()
+    assert code == 0, "".join(log[-20:])
+    assert sum(during) > 0, "no read overlapped the backups"
+    print(f"reads over http: {sum(reads)}, {sum(during)} of them while the backups ran")
+    for done in outputs:
+        assert LOCKED not in (done.stderr + done.stdout).lower(), done.stderr
+    assert not [line for line in log if LOCKED in line.lower() or "internal error" in line.lower()], log
+
+    # The purge kept the newest earlier set; every set of every client restores exactly (the
+    # earlier ones were restored over http:// above).
+    remaining = sets_of(env, url[purged])
+    assert len(remaining) == 3 and remaining[0] == earlier[purged], (before_purge, remaining)
+
+    def restore_newer(i: int) -> None:
+        sets = sets_of(env, url[i])
+        assert len(sets) == 3 and sets[0] == earlier[i], sets
+        for name in sets[1:]:
+            out = tmp_path / "out" / f"{i}-{name}"
+            checked(run(env, "regenerate", "--repository", url[i], "-b", name, "-o", str(out), str(second[i])))
+            if name == sets[1]:
+                assert differences(middle[i], take_snapshot(out / second[i].name)) == []
+            else:
+                assert_same_tree(second[i], out / second[i].name)
+            shutil.rmtree(out)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(restore_newer, range(CLIENTS)))
+    assert all(LOCKED not in (d.stderr + d.stdout).lower() for d in outputs)
+    reliability.add(2 * CLIENTS + 1 + sum(reads) + 2 * CLIENTS)  # type: ignore[attr-defined]

@@ -213,6 +213,9 @@ class HttpIngest:
     def mark_objects_bad(self, request: cat.ObjectIdsRequest) -> cat.MarkObjectsBadReply:
         return self._unary("mark_objects_bad", request)  # type: ignore[no-any-return]
 
+    def find_entries(self, request: cat.ObjectIdsRequest) -> Iterator[cat.FoundEntries]:
+        return self._ndjson("find_entries", request)
+
     # -- the write side lives on tardis:// -------------------------------------------------
 
     def create_client(self, request: ing.CreateClientRequest) -> common.ClientInfo:

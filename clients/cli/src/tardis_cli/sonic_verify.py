@@ -4,7 +4,9 @@ Plain: every object the catalog holds must exist in the blobstore with the store
 catalog recorded (one StatObjects call per thousand objects). Deep: every object is read
 and decoded, and its content checked against its address (deltas rebuilt from their chain).
 For an encrypted client, every complete set is also checked against its sealed manifest, so
-rows the server added, removed or altered are named.
+rows the server added, removed or altered are named. After the object problems, every file
+version that needs a damaged, missing or bad object (its own, or the basis of its delta) is
+named with its path and the sets it spans (FindEntries), names decrypted for display.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from tardis_common.errors import Corrupt
 from tardis_common.objectformat import KIND_FULL, ObjectDecoder
 
 from .chain import ChainReader
-from .manifest_store import verify_set
+from .manifest_store import show_path, verify_set
 from .sets import list_sets
 from .sonic_common import Handler, open_repo
 
@@ -104,9 +106,31 @@ def _mark_bad(repo: Any, damaged: list[bytes]) -> str:
     )
 
 
+def _affected(repo: Any, lost: list[bytes]) -> list[str]:
+    """One line per file version that needs one of the ``lost`` objects, sorted by path."""
+    ids = list(dict.fromkeys(lost))
+    if not ids:
+        return []
+    names = {s.id: s.name for s in list_sets(repo.ingest, repo.client)}
+    found: dict[int, tuple[str, int, str]] = {}
+    for reply in repo.ingest.find_entries(cat.ObjectIdsRequest(client=repo.client, object_ids=ids)):
+        for hit in reply.found:
+            entry = hit.entry
+            path = show_path(repo.cipher, (*hit.dir.components, entry.name))
+            first = names.get(entry.first_set, f"#{entry.first_set}")
+            last = names.get(entry.last_set, f"#{entry.last_set}")
+            sets = f"set {first}" if entry.first_set == entry.last_set else f"sets {first}..{last}"
+            line = f"affected: {path} ({sets}) object {_show(entry.object_id)}"
+            if hit.named_id != entry.object_id:
+                line += f" (a delta on damaged {_show(hit.named_id)})"
+            found.setdefault(entry.entry_id, (path, entry.first_set, line))
+    return [line for _, _, line in sorted(found.values())]
+
+
 def verify_objects(args: argparse.Namespace) -> int:
     problems: list[str] = []
     damaged: list[bytes] = []
+    lost: list[bytes] = []  # damaged, missing or marked bad earlier: what file versions can need
     failed: set[bytes] = set()
     checked = 0
     with open_repo(args) as repo:
@@ -116,6 +140,7 @@ def verify_objects(args: argparse.Namespace) -> int:
                 if info.bad:
                     checked += 1
                     failed.add(info.object_id)
+                    lost.append(info.object_id)
                     problems.append(
                         f"bad: {info.object_id.decode('ascii', 'replace')} (marked earlier; not yet stored again)"
                     )
@@ -149,11 +174,16 @@ def verify_objects(args: argparse.Namespace) -> int:
                 if backup_set.completed:
                     sealed += 1
                     problems += verify_set(repo.ingest, repo.client, repo.cipher, keys.manifest_key, backup_set)
+        affected = _affected(repo, lost + damaged)
         marked_note = _mark_bad(repo, damaged) if args.repair else ""
         if damaged and not args.repair:
             marked_note = "run sonic verify --repair to mark them bad, so the next backup stores their content again"
     for problem in problems:
         print(problem)
+    for line in affected:
+        print(line)
+    if affected:
+        print(f"{len(affected)} file versions affected")
     if marked_note:
         print(marked_note)
     kind = "read and checked" if args.deep else "checked"

@@ -33,6 +33,9 @@ class CatalogCalls(RpcClient):
     def list_objects(self, request: cat.ClientRequest) -> Iterator[cat.ObjectInfoReply]:
         return self._stream_out("ListObjects", request)
 
+    def find_entries(self, request: cat.ObjectIdsRequest) -> Iterator[cat.FoundEntries]:
+        return self._stream_out("FindEntries", request)
+
     def get_client_config(self, request: cat.ClientRequest) -> cat.ClientConfig:
         return self._unary("GetClientConfig", request)  # type: ignore[no-any-return]
 

@@ -246,6 +246,19 @@ ROUTES: tuple[Route, ...] = (
         summary="Objects verification found damaged: marked bad (with their deltas) and quarantined",
     ),
     Route(
+        "find_entries",
+        "FindEntries",
+        "POST",
+        "/clients/{client}/objects:entries",
+        cat.ObjectIdsRequest,
+        cat.FoundEntries,
+        kind="ndjson",
+        path_params=(CLIENT,),
+        body=True,
+        summary="The file versions (with directory paths) that need these objects, directly or through"
+        " a delta chain (NDJSON of FoundEntries)",
+    ),
+    Route(
         "read_objects",
         "ReadObjects",
         "POST",

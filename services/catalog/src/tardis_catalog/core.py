@@ -872,6 +872,71 @@ class CatalogCore:
             conn.execute("DELETE FROM marking")
         return reply
 
+    def find_entries(self, request: cat.ObjectIdsRequest) -> Iterator[cat.FoundEntries]:
+        """The versions whose content needs one of the named objects, with their directories' paths.
+
+        A version needs an object when it is its own object or a basis anywhere down the delta
+        chain of its own object; each version is found once, tied to the nearest named object.
+        Read from a snapshot on a private connection, 1,000 versions per message."""
+        wanted = list(dict.fromkeys(request.object_ids))
+        with self._db(request.client):
+            path = self._path(check_client_name(request.client))
+        reader = db.connect(path, read_only=True, immutable=self.read_only)
+        try:
+            reader.execute("BEGIN")
+            needs = self._needing(reader, wanted)
+        except BaseException:
+            reader.close()
+            raise
+        return self._stream_found(reader, needs)
+
+    @staticmethod
+    def _needing(conn: sqlite3.Connection, addresses: Sequence[bytes]) -> dict[int, bytes]:
+        """Object row id -> the named address it needs: the named objects themselves, then every
+        delta built on one, level by level down the chains (a breadth-first walk)."""
+        limit = tree.max_params(conn)
+        needs: dict[int, bytes] = {}
+        for part in chunks(addresses, limit):
+            sql = f"SELECT object_id, address FROM objects WHERE address IN ({marks(len(part))})"
+            needs.update((row_id, bytes(address)) for row_id, address in conn.execute(sql, part))
+        frontier = list(needs)
+        while frontier:
+            reached: list[int] = []
+            for bases in chunks(frontier, limit):
+                sql = f"SELECT object_id, basis_id FROM objects WHERE basis_id IN ({marks(len(bases))})"
+                for row_id, basis in conn.execute(sql, bases):
+                    if row_id not in needs:
+                        needs[row_id] = needs[basis]
+                        reached.append(row_id)
+            frontier = reached
+        return needs
+
+    @staticmethod
+    def _stream_found(reader: sqlite3.Connection, needs: dict[int, bytes]) -> Iterator[cat.FoundEntries]:
+        try:
+            paths: tree.PathCache = {}
+            limit = tree.max_params(reader)
+            for part in chunks(sorted(needs), limit):
+                cur = reader.execute(
+                    ENTRY_SELECT.replace("SELECT e.entry_id", "SELECT e.object_id, e.entry_id", 1)
+                    + f" WHERE e.object_id IN ({marks(len(part))}) ORDER BY e.dir_id, n.name, e.first_set",
+                    part,
+                )
+                while rows := cur.fetchmany(TREE_BATCH):
+                    tree.dir_paths(reader, (r[2] for r in rows), paths)
+                    yield cat.FoundEntries(
+                        found=[
+                            cat.FoundEntry(
+                                dir=common.DirPath(components=paths[r[2]]),
+                                entry=entry_from_row(r[1:]),
+                                named_id=needs[r[0]],
+                            )
+                            for r in rows
+                        ]
+                    )
+        finally:
+            reader.close()
+
     def get_object_info(self, request: cat.ObjectIdsRequest) -> cat.ObjectInfoReply:
         wanted = list(dict.fromkeys(request.object_ids))
         with self._db(request.client) as conn:

@@ -78,3 +78,30 @@ def child_dirs(conn: sqlite3.Connection, parent_id: int, names: Sequence[int]) -
         for name_id, dir_id in conn.execute(sql, (parent_id, *part)):
             found[name_id] = dir_id
     return found
+
+
+PathCache = dict[int, tuple[bytes, ...]]
+
+
+def dir_paths(conn: sqlite3.Connection, dir_ids: Iterable[int], cache: PathCache) -> PathCache:
+    """Fill ``cache`` with the path (components from the root) of each of ``dir_ids``.
+
+    One recursive query per batch walks each directory's parents up to the root; ids already
+    in ``cache`` are not asked again (0, the root, is the empty path)."""
+    cache.setdefault(0, ())
+    wanted = [d for d in set(dir_ids) if d not in cache]
+    for part in chunks(wanted, max_params(conn)):
+        found: dict[int, list[tuple[int, bytes]]] = {d: [] for d in part}
+        sql = (
+            "WITH RECURSIVE up(start, dir_id, depth) AS ("
+            f" SELECT dir_id, dir_id, 0 FROM dirs WHERE dir_id IN ({marks(len(part))})"
+            " UNION ALL SELECT up.start, d.parent_id, up.depth + 1 FROM up JOIN dirs d ON d.dir_id = up.dir_id"
+            " WHERE d.parent_id != 0)"
+            " SELECT up.start, up.depth, n.name FROM up JOIN dirs d ON d.dir_id = up.dir_id"
+            " JOIN names n ON n.name_id = d.name_id"
+        )
+        for start, depth, name in conn.execute(sql, part):
+            found[start].append((depth, bytes(name)))
+        for dir_id, names in found.items():
+            cache[dir_id] = tuple(name for _, name in sorted(names, reverse=True))
+    return cache

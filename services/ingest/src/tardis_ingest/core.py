@@ -393,6 +393,10 @@ class IngestCore:
         self._client(request.client)
         return self.catalog.list_objects(request)
 
+    def find_entries(self, request: cat.ObjectIdsRequest) -> Iterator[cat.FoundEntries]:
+        self._client(request.client)
+        return self.catalog.find_entries(request)
+
     def stat_objects(self, request: bs.StatObjectsRequest) -> bs.StatObjectsReply:
         self._client(request.client)
         self.catalog.get_client(cat.ClientRequest(client=request.client))

@@ -12,7 +12,7 @@ from tardis_common.limits import CallSlots
 from .session import Session
 
 # Streams whose reply is produced after the method returns: the slot is held until they end.
-_STREAMING_OUT = frozenset({"read_tree", "read_objects", "list_objects"})
+_STREAMING_OUT = frozenset({"read_tree", "read_objects", "list_objects", "find_entries"})
 _UNLIMITED = frozenset({"hello", "login_start", "login_finish", "renew_token"})
 
 
