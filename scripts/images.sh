@@ -4,6 +4,7 @@
 #
 #   scripts/images.sh                                   # host platform -> localhost/tardis:latest
 #   PLATFORMS=linux/arm64,linux/arm/v7 scripts/images.sh  # under qemu (scripts/qemu-setup.sh)
+#   CHECK=1 PLATFORMS=linux/arm64 scripts/images.sh       # then run scripts/image-check.sh on it
 #
 # Bases are cached as localhost/debian-bookworm:<arch> in podman's storage, so a second run
 # only rebuilds changed layers. TAG (default latest) names the result; per platform the tag
@@ -105,4 +106,9 @@ for platform in "${wanted[@]}"; do
     --format docker --layers -t "$IMAGE:$tag" .
   size=$(podman image inspect "$IMAGE:$tag" --format '{{.Size}}')
   echo "images: $IMAGE:$tag ($platform) built in $(( $(date +%s) - t0 )) s, $(( size / 1000000 )) MB"
+  # CHECK=1: start every role of the new image (under qemu if foreign), health checks, and a
+  # backup/delta/restore with the image's own CLI (scripts/image-check.sh).
+  if [ "${CHECK:-0}" = 1 ]; then
+    bash scripts/image-check.sh "$IMAGE:$tag" "$platform"
+  fi
 done

@@ -2,7 +2,8 @@
 # Installs the Debian packages Tardis needs to build, run and test. Idempotent; needs root
 # (or sudo) only when something is missing.
 set -euo pipefail
-PACKAGES=(python3 python3-venv python3-dev build-essential libssl-dev fuse3 protobuf-compiler rsync acl)
+PACKAGES=(python3 python3-venv python3-dev build-essential libssl-dev fuse3 protobuf-compiler rsync acl
+          librsync2)  # librsync2: the ctypes rdiff backend (tardis_common.rsync_ctypes), tests/unit/test_rsync_backends.py
 # --- deploy (issue 7): `--containers` adds what `make images`, `make compose-test` and
 # `make kube-play-test` need (podman without a Docker engine, a debootstrap base image);
 # `--qemu` adds emulation for `make images PLATFORMS=linux/arm64,linux/arm/v7`.

@@ -437,11 +437,19 @@ def _encode(param: Param, value: Any) -> str:
     return str(value)
 
 
+def _repeated(descriptor: Any) -> bool:
+    """Whether a field is repeated; protobuf before 5 (Debian's, in the armv7 image) has only ``label``."""
+    flag = getattr(descriptor, "is_repeated", None)
+    if flag is not None:
+        return bool(flag)
+    return bool(descriptor.label == FieldDescriptor.LABEL_REPEATED)  # pragma: no cover - old protobuf
+
+
 def _set_field(message: Message, param: Param, values: Sequence[str]) -> None:
     descriptor = message.DESCRIPTOR.fields_by_name[param.field]
     decoded = [_decode(param, descriptor, v) for v in values]
     target = getattr(message, param.field)
-    if descriptor.is_repeated:
+    if _repeated(descriptor):
         del target[:]
         target.extend(decoded)
     elif descriptor.type == FieldDescriptor.TYPE_MESSAGE:
@@ -507,7 +515,7 @@ def split_request(route: Route, message: Message) -> Call:
     path = route.template
     for param in route.path_params:
         value = getattr(message, param.field)
-        if message.DESCRIPTOR.fields_by_name[param.field].is_repeated:
+        if _repeated(message.DESCRIPTOR.fields_by_name[param.field]):
             if len(value) != 1:
                 raise errors.InvalidArgument(f"{route.method} over HTTP takes exactly one {param.name}")
             value = value[0]
@@ -516,7 +524,7 @@ def split_request(route: Route, message: Message) -> Call:
     for param in route.query:
         value = getattr(message, param.field)
         descriptor = message.DESCRIPTOR.fields_by_name[param.field]
-        if descriptor.is_repeated:
+        if _repeated(descriptor):
             query.extend((param.name, _encode(param, v)) for v in value)
         elif descriptor.type == FieldDescriptor.TYPE_MESSAGE:
             if message.HasField(param.field):
@@ -596,7 +604,7 @@ def _message_schema(cls: type[Message]) -> dict[str, Any]:
             item = {"type": "string", "format": "byte"}
         else:
             item = {"type": "string"}
-        if f.is_repeated and not (f.type == FieldDescriptor.TYPE_MESSAGE and f.message_type.GetOptions().map_entry):
+        if _repeated(f) and not (f.type == FieldDescriptor.TYPE_MESSAGE and f.message_type.GetOptions().map_entry):
             item = {"type": "array", "items": item}
         props[f.name] = item
     return {"type": "object", "properties": props, "title": cls.DESCRIPTOR.full_name}
