@@ -94,10 +94,14 @@ def write_secret(path: Path) -> Path:
 
 
 def start_cluster(
-    base: Path, secret_file: Path | None = None, extra: Mapping[str, Sequence[str]] | None = None
+    base: Path,
+    secret_file: Path | None = None,
+    extra: Mapping[str, Sequence[str]] | None = None,
+    allow_anonymous: bool = True,
 ) -> Cluster:
     """The three services on loopback over ``base``; the secret file defaults to a new one
-    next to ``base``. ``extra`` adds arguments per service ("catalog", "blobstore", "ingest")."""
+    next to ``base``. ``extra`` adds arguments per service ("catalog", "blobstore", "ingest");
+    ``allow_anonymous`` lets clients without a password in (--allow-anonymous)."""
     more = extra or {}
     base.mkdir(parents=True, exist_ok=True)
     if secret_file is None:
@@ -115,7 +119,7 @@ def start_cluster(
         "--blobstore",
         blobstore.address,
         "--allow-new-hosts",
-        "--allow-anonymous",
+        *(("--allow-anonymous",) if allow_anonymous else ()),
         *secret,
         *more.get("ingest", ()),
     )

@@ -39,7 +39,7 @@ from tardis.v1 import catalog_pb2 as cat
 from tardis.v1 import common_pb2 as common
 from tardis.v1 import ingest_pb2 as ing
 
-from helpers.services import Cluster, Service, start, start_cluster, write_secret
+from helpers.services import Cluster, Service, start_cluster, write_secret
 from helpers.trees import make_tree
 from tardis_blobstore.core import BlobStoreCore
 from tardis_catalog.core import CatalogCore
@@ -137,27 +137,11 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
     base.mkdir()
     secret_file = write_secret(root / "service.secret")
     admin_file = write_secret(root / "admin.secret")
-    internal = ("--listen", "127.0.0.1:0", "--basedir", str(base), "--service-secret-file", str(secret_file))
-    catalog = start("tardis_catalog.main", *internal)
-    blobstore = start("tardis_blobstore.main", *internal)
-    ingest = start(
-        "tardis_ingest.main",
-        "--listen",
-        "127.0.0.1:0",
-        "--catalog",
-        catalog.address,
-        "--blobstore",
-        blobstore.address,
-        "--allow-new-hosts",
-        "--admin-secret-file",
-        str(admin_file),
-        "--service-secret-file",
-        str(secret_file),
-        "--max-message-bytes",
-        str(MAX_MESSAGE),
-        "--max-entries-per-batch",
-        str(MAX_ENTRIES),
+    limits = ("--max-message-bytes", str(MAX_MESSAGE), "--max-entries-per-batch", str(MAX_ENTRIES))
+    cluster = start_cluster(
+        base, secret_file, {"ingest": ("--admin-secret-file", str(admin_file), *limits)}, allow_anonymous=False
     )
+    catalog, blobstore, ingest = cluster.catalog, cluster.blobstore, cluster.ingest
     channels = {
         name: grpc.insecure_channel(service.address, options=RAW_CHANNEL_OPTIONS)
         for name, service in (("catalog", catalog), ("blobstore", blobstore), ("ingest", ingest))
@@ -199,8 +183,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
     finally:
         for channel in channels.values():
             channel.close()
-        for service in (ingest, catalog, blobstore):
-            service.stop()
+        cluster.stop()
 
 
 # -- every method without valid credentials -------------------------------------------------
