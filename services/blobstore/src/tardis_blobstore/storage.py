@@ -35,6 +35,14 @@ META_FORMAT = 1
 _COUNTER = itertools.count()
 _OBJECT_ID = re.compile(rb"[0-9a-f]{16,128}")
 _FAN_DIR = re.compile(r"[0-9a-f]{2}")
+# Committing one object is link, then .meta: a second writer of the same id that ran between
+# the two would take the missing .meta for a crashed writer's and replace the object. Commits
+# of one id are serialised within the process (one blobstore process owns a tree).
+_COMMIT_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
+def _commit_lock(object_id: str) -> threading.Lock:
+    return _COMMIT_LOCKS[int(object_id[:4], 16) % len(_COMMIT_LOCKS)]
 
 
 def check_object_id(object_id: bytes) -> str:
@@ -165,24 +173,28 @@ class ObjectTree:
         it needs no basis; the catalog applies the same rule). Not durable until ``sync()``.
         """
         temp.close()
+        with _commit_lock(meta.object_id):
+            return self._commit_locked(Path(temp.name), meta)
+
+    def _commit_locked(self, temp: Path, meta: ObjectMeta) -> bool:
         final = self.path(meta.object_id.encode("ascii"))
         meta_path = final.with_name(final.name + ".meta")
         self._ensure_dir(final.parent)
         try:
-            stored = _link(Path(temp.name), final)
+            stored = _link(temp, final)
         except FileNotFoundError:  # the directory was removed behind our back
             self._known.discard(final.parent)
             self._ensure_dir(final.parent)
-            stored = _link(Path(temp.name), final)
+            stored = _link(temp, final)
         fault_point("blobstore.after-link")  # in place, without its .meta
         existing = None if stored else self.read_meta(meta.object_id.encode("ascii"))
         # A full object also replaces one without a valid .meta (its writer died between link
         # and .meta, or before the flush): a full copy is right for its id whatever was there.
         if not stored and not meta.basis_id and (existing is None or existing.get("basis_id")):
-            os.replace(temp.name, final)
+            os.replace(temp, final)
             self._write_meta(meta_path, meta)
             return True
-        Path(temp.name).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         if stored or existing is None:
             self._write_meta(meta_path, meta)
             fault_point("blobstore.after-meta")
