@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +64,22 @@ def test_password_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert set_names(repository, capsys, "--password-file", f"file://{secret}")
     assert set_names(repository, capsys, "--password-prog", f"cat {secret}")
     assert set_names(repository, capsys, "-P", PASSWORD)
+    # -P with no value asks; off a terminal the answer is read from standard input.
+    asked = subprocess.run(
+        [str(Path(sys.executable).parent / "lstardis"), "--repository", repository, "-P"],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+    )
+    assert asked.returncode == 0, asked.stderr
+    unanswered = subprocess.run(
+        [str(Path(sys.executable).parent / "lstardis"), "--repository", repository, "-P"],
+        input="",
+        capture_output=True,
+        text=True,
+    )
+    assert unanswered.returncode == 2 and unanswered.stderr.count("\n") == 1
+    assert "none was given on standard input" in unanswered.stderr
     capsys.readouterr()
     assert sonic.main(["list", "--repository", repository, "--password-prog", "false"]) == 2
     one_line_error(capsys, "password program")

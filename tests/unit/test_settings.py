@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tardis_common.argparsing import TardisArgumentParser, add_common_options, given_options, make_parser
+from tardis_common.argparsing import (
+    PASSWORD_PROMPT,
+    TardisArgumentParser,
+    add_common_options,
+    given_options,
+    make_parser,
+)
 from tardis_common.errors import ConfigError
 from tardis_common.settings import DaemonSettings, load_client_settings, load_daemon_settings
 from tardis_common.urls import RepoURL, default_client
@@ -374,7 +380,7 @@ def test_given_options_holds_only_what_was_typed() -> None:
 
 
 def test_password_flag_without_value_means_prompt() -> None:
-    assert given_options(parser().parse_args(["-P"]))["password"] == ""
+    assert given_options(parser().parse_args(["-P"]))["password"] == PASSWORD_PROMPT
     assert given_options(parser().parse_args(["--password", "pw"]))["password"] == "pw"
     assert given_options(parser().parse_args(["--password-prog", "pass show t"]))["password_prog"] == "pass show t"
 

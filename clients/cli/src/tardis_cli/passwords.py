@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlparse
 
+from tardis_common.argparsing import PASSWORD_PROMPT
 from tardis_common.errors import ConfigError, InvalidArgument
 from tardis_common.settings import ClientSettings
 
@@ -87,7 +88,9 @@ def get_password(settings: ClientSettings, *, confirm: bool = False) -> bytes | 
     if len(given) > 1:
         raise ConfigError(f"give at most one password source, not {' and '.join(given)}")
     if settings.password is not None:
-        return settings.password.encode() if settings.password else _prompt(confirm, settings.client)
+        if settings.password == PASSWORD_PROMPT:
+            return _prompt(confirm, settings.client)
+        return settings.password.encode()
     if settings.password_file is not None:
         return _from_file(settings.password_file)
     if settings.password_prog is not None:

@@ -12,6 +12,11 @@ from typing import Any, NoReturn
 
 USAGE_EXIT = 2
 
+# "--password" given without a value: ask for it. A NUL cannot occur in argv or a config
+# file, so no real password is mistaken for it (an empty string would be: settings read an
+# empty value as "not given").
+PASSWORD_PROMPT = "\x00prompt"
+
 
 class TardisArgumentParser(argparse.ArgumentParser):
     """An ArgumentParser whose @argfile lines are split on whitespace (``#`` starts a comment)
@@ -64,7 +69,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         "-P",
         dest="password",
         nargs="?",
-        const="",
+        const=PASSWORD_PROMPT,
         default=quiet,
         help="password (no value: prompt)",
     )
