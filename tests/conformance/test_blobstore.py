@@ -21,6 +21,7 @@ from tardis.v1 import common_pb2 as common
 from tardis_blobstore.client import BlobStoreClient
 from tardis_blobstore.core import PIECE_SIZE, BlobStoreCore
 from tardis_blobstore.grpc_service import handler
+from tardis_common.clock import FixedClock
 from tardis_common.errors import InvalidArgument
 from tardis_common.interfaces import BlobStore
 from tardis_common.rpc import make_server, open_channel
@@ -436,3 +437,71 @@ def test_quarantine_sets_an_object_aside_and_frees_its_name(env: Env) -> None:
     assert get(env.store, oid(SMALL))[0] == {oid(SMALL): None}
     assert put(env.store, SMALL).stored == 1  # a fresh copy takes the name
     assert get(env.store, oid(SMALL), oid(BIG))[0] == {oid(SMALL): SMALL, oid(BIG): BIG}
+
+
+# -- temporary files of dead writers -------------------------------------------------------
+
+NOW_NS = 1_800_000_000 * 1_000_000_000
+MINUTE_NS = 60 * 1_000_000_000
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _temp_file(root: Path, name: str, age_minutes: float, client: str = CLIENT) -> Path:
+    """A file in the client's tmp/ last written ``age_minutes`` before NOW_NS."""
+    path = root / client / "tmp" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"partial object")
+    stamp = NOW_NS - int(age_minutes * MINUTE_NS)
+    os.utime(path, ns=(stamp, stamp))
+    return path
+
+
+@pytest.mark.parametrize("mode", ["core", "grpc"])
+def test_first_put_of_a_client_sweeps_dead_writers_temp_files(tmp_path: Path, mode: str) -> None:
+    """A dead pid's file older than 15 minutes goes, a live writer's stays, a dead writer's
+    fresh file stays; anything older than 24 hours goes whatever its pid. Once per client."""
+    root = tmp_path / "base"
+    dead, live = _dead_pid(), os.getpid()
+    doomed = [
+        _temp_file(root, f"{dead}-140000-7.part", 16),
+        _temp_file(root, f"{live}-140000-8.part", 25 * 60),
+        _temp_file(root, "left-by-someone.part", 24 * 60 + 1),
+        _temp_file(root, f"{dead}-1-9.part", 60, client="bob"),
+    ]
+    kept = [
+        _temp_file(root, f"{live}-140000-9.part", 16),
+        _temp_file(root, f"{dead}-140000-10.part", 14),
+        _temp_file(root, "left-by-someone-else.part", 22 * 60),
+    ]
+    clock = FixedClock(NOW_NS)
+    core = BlobStoreCore(root, clock=clock)
+    server = client = None
+    store: BlobStore = core
+    if mode == "grpc":
+        server, port = make_server("127.0.0.1:0", [handler(core)])
+        store = client = BlobStoreClient(open_channel(f"127.0.0.1:{port}"))
+    try:
+        assert put(store, SMALL).stored == 1
+        assert [p.exists() for p in doomed] == [False, False, False, True]  # bob has not put yet
+        assert all(p.exists() for p in kept)
+        clock.advance(3600)  # the dead writer's file is old now, but this core swept alice already
+        assert put(store, BIG).stored == 1
+        assert tmp_files(root) == sorted(kept)
+        assert put(store, SMALL, client="bob").stored == 1
+        assert tmp_files(root, "bob") == []
+        assert get(store, oid(SMALL), oid(BIG))[0] == {oid(SMALL): SMALL, oid(BIG): BIG}
+    finally:
+        if client is not None:
+            client.close()
+        if server is not None:
+            server.stop(None).wait()
+    # A new core (the restarted process) sweeps again: the dead writer's file is past 15 minutes now.
+    fresh = BlobStoreCore(root, clock=clock)
+    put(fresh, b"third")
+    assert tmp_files(root) == sorted([kept[0], kept[2]])

@@ -510,6 +510,9 @@ def test_schema_upgrade_from_the_first_release(tmp_path: Path, monkeypatch: pyte
     with sqlite3.connect(tmp_path / "c" / "tardis.db") as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == current
         assert "xattrs" in [r[1] for r in conn.execute("PRAGMA table_info(entries)")]
+        assert [r[1] for r in conn.execute("PRAGMA table_info(doomed)")] == ["address", "stored_size"]
+        triggers = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        assert triggers == {"objects_revive_doomed", "objects_readdress_doomed"}
     conn.close()
     with sqlite3.connect(bak) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
@@ -654,6 +657,7 @@ def test_remove_sets_by_id_and_by_purge(cenv: Env) -> None:
         cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[sets[1].id]))
     gone = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[sets[0].id]))
     assert [s.name for s in gone.removed] == ["set0"] and list(gone.orphans) == [b"o0"]
+    cenv.api.forget_deleted(cat.ObjectIdsRequest(client="c", object_ids=gone.orphans))  # its files are gone
     # Purge everything before now: set1 is locked, set3 is the newest complete set.
     purged = cenv.api.remove_sets(
         cat.RemoveSetsRequest(client="c", purge=True, max_priority=100, before_ns=cenv.clock.now_ns())
@@ -667,6 +671,74 @@ def test_remove_sets_by_id_and_by_purge(cenv: Env) -> None:
     cenv.clock.advance(3600)  # the lease of the dead run expires
     abandoned = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", purge=True, incomplete=True))
     assert [s.id for s in abandoned.removed] == [running.set.id]
+
+
+def test_deletion_journal_names_orphans_until_their_files_are_forgotten(cenv: Env) -> None:
+    """A purge killed before its deletions strands nothing: its orphans come back in every
+    later ExpireSets/RemoveSets reply until ForgetDeleted; content recorded again meanwhile
+    (its file still existed) leaves the journal and is never named as an orphan."""
+    sets = []
+    for n in range(3):
+        b = begin(cenv, f"s{n}", name=f"set{n}")
+        f = entry(b"f", size=10 + n, object_id=f"o{n}".encode())
+        record(cenv, b, group([], f), objects=[obj(f"o{n}".encode(), size=10 + n)])
+        sets.append(complete(cenv, b))
+    gone = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[sets[0].id]))
+    assert list(gone.orphans) == [b"o0"] and gone.orphan_bytes == 15
+    # The caller died before deleting: the next purge (nothing new to remove) names o0 again,
+    # and so does retention at the end of a backup.
+    again = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c"))
+    assert (list(again.removed), list(again.orphans), again.orphan_bytes) == ([], [b"o0"], 15)
+    running = begin(cenv, "s9")
+    expired = cenv.api.expire_sets(cat.ExpireSetsRequest(client="c", set_id=running.set.id, fence=running.fence))
+    assert (list(expired.removed), list(expired.orphans), expired.orphan_bytes) == ([], [b"o0"], 15)
+    complete(cenv, running)
+    # A second removal adds its own orphans to the one still pending.
+    both = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[sets[1].id]))
+    assert list(both.orphans) == [b"o1", b"o0"] and both.orphan_bytes == 15 + 16
+    forgot = cenv.api.forget_deleted(cat.ObjectIdsRequest(client="c", object_ids=[b"o0", b"o0", b"unknown"]))
+    assert forgot.forgotten == 1
+    assert list(cenv.api.remove_sets(cat.RemoveSetsRequest(client="c")).orphans) == [b"o1"]
+    # o1 is stored again (the blobstore still had its file) and recorded by a backup: it
+    # leaves the journal with that commit and is never an orphan, though never forgotten.
+    b = begin(cenv, "s10", name="again")
+    record(cenv, b, group([], entry(b"g", size=11, object_id=b"o1")), objects=[obj(b"o1", size=11)])
+    complete(cenv, b)
+    after = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c"))
+    assert list(after.orphans) == [] and after.orphan_bytes == 0
+    assert cenv.api.forget_deleted(cat.ObjectIdsRequest(client="c", object_ids=[b"o1"])).forgotten == 0
+    held = cenv.api.get_object_info(cat.ObjectIdsRequest(client="c", object_ids=[b"o0", b"o1", b"o2"])).objects
+    assert sorted(o.object_id for o in held) == [b"o1", b"o2"]
+    assert cenv.api.forget_deleted(cat.ObjectIdsRequest(client="c")).forgotten == 0
+    with pytest.raises(NotFound):
+        cenv.api.forget_deleted(cat.ObjectIdsRequest(client="nobody", object_ids=[b"o0"]))
+
+
+def test_deletion_journal_never_names_an_object_the_catalog_holds(tmp_path: Path) -> None:
+    """Core only: every path that gives an object row an address (insert, or a new address as
+    sonic encrypt does) takes it out of the journal; a journal row that still names a held
+    object (written behind the catalog's back) is not returned as an orphan either."""
+    core = CatalogCore(tmp_path, clock=FixedClock(START_NS))
+    env = Env(core, FixedClock(START_NS), tmp_path, core)
+    core.create_client(cat.ClientRequest(client="c"))
+    b = begin(env, "s1", name="one")
+    record(env, b, group([], entry(b"f", object_id=b"old")), objects=[obj(b"old"), obj(b"kept")])
+    record(env, b, group([], entry(b"g", object_id=b"kept", inode=8)))
+    complete(env, b)
+    b2 = begin(env, "s2", name="two")
+    record(env, b2, group([], entry(b"g", object_id=b"kept", inode=8)))
+    complete(env, b2)
+    assert list(core.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[b.set.id])).orphans) == [b"old"]
+    path = tmp_path / "c" / "tardis.db"
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT address FROM doomed").fetchall() == [(b"old",)]
+        conn.execute("UPDATE objects SET address = ? WHERE address = ?", (b"old", b"kept"))  # readdressed
+        assert conn.execute("SELECT COUNT(*) FROM doomed").fetchone()[0] == 0
+        conn.execute("INSERT INTO doomed (address, stored_size) VALUES (?, 5)", (b"old",))  # behind its back
+    conn.close()
+    reply = core.remove_sets(cat.RemoveSetsRequest(client="c"))
+    assert list(reply.orphans) == [] and reply.orphan_bytes == 0
+    core.close()
 
 
 def test_list_objects_streams_every_held_object(cenv: Env) -> None:

@@ -18,6 +18,9 @@ def test_upgrade_of_a_version_2_catalog(tmp_path: Path, capsys: pytest.CaptureFi
     assert backup.main(["--repository", str(repository), "--create", str(source)]) == 0
     db = repository / "tardis.db"
     with sqlite3.connect(db) as conn:  # undo the version 3 migration: a catalog of the previous release
+        for trigger in ("objects_revive_doomed", "objects_readdress_doomed"):  # and version 5's
+            conn.execute(f"DROP TRIGGER {trigger}")
+        conn.execute("DROP TABLE doomed")
         for table in ("convert_names", "convert_entries", "convert_sets", "convert_trash"):  # and version 4's
             conn.execute(f"DROP TABLE {table}")
         conn.execute("DROP TABLE credentials")

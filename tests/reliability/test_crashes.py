@@ -28,6 +28,7 @@ import math
 import random
 import shutil
 import signal
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,3 +240,82 @@ def test_kill_during_purge(world: World, tmp_path: Path, point: str, u: float) -
     check_catalog_file(db_path)
     verify(repository)
     restore_equals(repository, 2, world.source, world.source, tmp_path / "out")
+    _nothing_stranded(base, db_path)
+
+
+def _stored_ids(base: Path) -> set[str]:
+    """The ids of every file in the client's object tree (objects, .meta, .sig alike)."""
+    return {p.name.split(".")[0] for p in (base / CLIENT).glob("[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]/*")}
+
+
+def _catalog_ids(db_path: Path, table: str = "objects") -> set[str]:
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        return {bytes(r[0]).decode() for r in conn.execute(f"SELECT address FROM {table}")}
+    finally:
+        conn.close()
+
+
+def _nothing_stranded(base: Path, db_path: Path) -> None:
+    """The object tree holds exactly the objects the catalog lists, the deletion journal is
+    empty and no temporary file is left."""
+    stored, listed = _stored_ids(base), _catalog_ids(db_path)
+    assert stored == listed, f"{len(stored - listed)} stray files, {len(listed - stored)} objects missing"
+    assert _catalog_ids(db_path, "doomed") == set()
+    tmp = base / CLIENT / "tmp"
+    assert not tmp.is_dir() or list(tmp.iterdir()) == []
+
+
+def test_kill_after_retention_commit_strands_nothing(world: World, tmp_path: Path) -> None:
+    """tardis killed between retention's catalog commit and the deletions (set 1 past its keep
+    period): the forgotten objects' files are still there, named by the deletion journal;
+    the next run's retention deletes them, and every remaining set restores exactly."""
+    base = _copy(world.purge_base, tmp_path)
+    repository = str(base / CLIENT)
+    db_path = base / CLIENT / "tardis.db"
+    conn = sqlite3.connect(db_path)
+    with conn:  # set 1 ended two days ago and is kept one day: the next backup's retention removes it
+        conn.execute("UPDATE sets SET keep_days = 1, end_ns = end_ns - 2 * 86400000000000 WHERE set_id = 1")
+    conn.close()
+    done = run_tool([TARDIS, "--repository", repository, str(world.source)], fault="ingest.after-expire:1")
+    assert done.returncode == -signal.SIGKILL, (done.stdout, done.stderr)
+    check_catalog_file(db_path)
+    verify(repository)
+    assert [s["id"] for s in sets_of(repository) if s["completed"]] == [2]
+    doomed = _catalog_ids(db_path, "doomed")
+    assert doomed and doomed <= _stored_ids(base) - _catalog_ids(db_path)  # the stranded files
+    restore_equals(repository, 2, world.source, world.source, tmp_path / "out")
+    backup_in_process(repository, world.source, "--force")
+    sets = sets_of(repository)
+    assert [s["id"] for s in sets] == [2, 3] and all(s["completed"] for s in sets), sets
+    check_catalog_file(db_path)
+    verify(repository)
+    _nothing_stranded(base, db_path)
+    for set_id in (2, 3):
+        restore_equals(repository, set_id, world.source, world.source, tmp_path / "out")
+
+
+def test_content_stored_again_after_an_interrupted_purge_survives_the_next_purge(world: World, tmp_path: Path) -> None:
+    """sonic purge killed after forgetting set 1, before deleting its objects; a backup then
+    stores set 1's content again (its files still exist: deduplicated on disk) and records it.
+    The next purge must delete only what is still forgotten, never that content."""
+    base = _copy(world.purge_base, tmp_path)
+    repository = str(base / CLIENT)
+    db_path = base / CLIENT / "tardis.db"
+    done = run_tool([SONIC, *PURGE, "--repository", repository], fault="ingest.after-remove:1")
+    assert done.returncode == -signal.SIGKILL, (done.stdout, done.stderr)
+    doomed = _catalog_ids(db_path, "doomed")
+    assert doomed and doomed <= _stored_ids(base)
+    backup_in_process(repository, world.first)  # the tree as set 1 held it
+    revived = doomed & _catalog_ids(db_path)
+    assert revived, "the backup of set 1's tree recorded none of set 1's objects again"
+    assert _catalog_ids(db_path, "doomed") == doomed - revived
+    code, out = quiet(sonic.main, [*PURGE, "--repository", repository])
+    assert code == 0, out
+    newest = sets_of(repository)
+    assert [s["completed"] for s in newest] == [True], newest
+    check_catalog_file(db_path)
+    verify(repository)
+    _nothing_stranded(base, db_path)
+    assert revived <= _stored_ids(base)
+    restore_equals(repository, newest[0]["id"], world.first, world.first, tmp_path / "out")

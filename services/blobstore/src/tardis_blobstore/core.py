@@ -14,11 +14,14 @@ from typing import BinaryIO
 from tardis.v1 import blobstore_pb2 as bs
 from tardis.v1 import common_pb2 as common
 
+from tardis_common.clock import Clock, SystemClock
 from tardis_common.errors import InvalidArgument, NoSpace
 from tardis_common.faults import fault_point
 from tardis_common.limits import quota_exceeded
+from tardis_common.logsetup import event
 
 from .storage import ObjectMeta, ObjectTree, check_object_id
+from .tmpsweep import sweep_tmp
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +33,15 @@ FINISHERS = 4  # threads placing finished objects  # objects one put stream may 
 
 class BlobStoreCore:
     """Stores each client's objects under ``root/<client>/``; with ``quota`` (ClientQuota,
-    bytes), a put stream that would take a client's objects beyond it is refused."""
+    bytes), a put stream that would take a client's objects beyond it is refused. The first
+    put stream of each client removes the temporary files dead writers left (``tmpsweep``),
+    judging their age by ``clock``."""
 
-    def __init__(self, root: Path, quota: int = 0) -> None:
+    def __init__(self, root: Path, quota: int = 0, clock: Clock | None = None) -> None:
         self.root = Path(root)
         self.quota = quota
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._swept: set[str] = set()  # clients whose tmp/ this core has swept
         self._usage: dict[str, int] = {}  # client -> bytes its objects take (measured when first needed)
         self._known_dirs: dict[str, set[Path]] = {}
         self._finishers = ThreadPoolExecutor(max_workers=FINISHERS, thread_name_prefix="blob-place")
@@ -69,6 +76,7 @@ class BlobStoreCore:
             for request in requests:
                 if tree is None:
                     tree = self.tree(request.client)
+                    self._sweep_once(tree)
                     allowed = self.quota - self.usage(tree.client) if self.quota else 0
                 elif request.client and request.client != tree.client:
                     raise InvalidArgument(f"client changed within a put stream ({tree.client!r} to {request.client!r})")
@@ -105,6 +113,19 @@ class BlobStoreCore:
                     tree.abort(temp)
                 if not done:
                     _forget(tree, placed)
+
+    def _sweep_once(self, tree: ObjectTree) -> None:
+        """Remove dead writers' temporary files from the client's ``tmp/``, once per core."""
+        with self._counting:
+            if tree.client in self._swept:
+                return
+            self._swept.add(tree.client)
+        try:
+            removed = sweep_tmp(tree.tmp, self._clock.now_ns())
+        except OSError as exc:  # a sweep that fails must not fail the backup
+            log.warning("cannot sweep the temporary files of client %s: %s", tree.client, exc)
+            return
+        event(log, "tmp_swept", logging.INFO if removed else logging.DEBUG, client=tree.client, removed=removed)
 
     def _put_piece(
         self,

@@ -41,3 +41,6 @@ class CatalogClient(CatalogCalls):
 
     def expire_sets(self, request: cat.ExpireSetsRequest) -> cat.ExpireSetsReply:
         return self._unary("ExpireSets", request)  # type: ignore[no-any-return]
+
+    def forget_deleted(self, request: cat.ObjectIdsRequest) -> cat.ForgetDeletedReply:
+        return self._unary("ForgetDeleted", request)  # type: ignore[no-any-return]

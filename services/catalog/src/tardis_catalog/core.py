@@ -423,7 +423,11 @@ class CatalogCore:
                     (newest, set_id, DAY_NS, self._clock.now_ns()),
                 )
             ]
-            return self._remove(conn, expired) if expired else cat.ExpireSetsReply()
+            if expired:
+                return self._remove(conn, expired)
+            reply = cat.ExpireSetsReply()
+            self._add_doomed(conn, reply)  # left by an interrupted purge: deleted now
+            return reply
 
     def remove_sets(self, request: cat.RemoveSetsRequest) -> cat.ExpireSetsReply:
         client = request.client
@@ -463,6 +467,9 @@ class CatalogCore:
 
         Objects are forgotten here, in the same transaction; the caller deletes them from the
         blobstore afterwards, so no session can be told an object exists that is going away.
+        They go to the deletion journal (``doomed``) in this transaction too, and the reply
+        names, besides them, every object an earlier, interrupted call left there, until the
+        caller reports the files gone (``forget_deleted``).
         """
         reply = cat.ExpireSetsReply()
         reply.removed.extend(self._get_set(conn, s) for s in set_ids)
@@ -483,12 +490,45 @@ class CatalogCore:
             " WHERE o.basis_id IS NOT NULL)"
             " SELECT object_id, address, stored_size FROM objects WHERE object_id NOT IN (SELECT id FROM needed)"
         ).fetchall()
+        conn.executemany(
+            "INSERT INTO doomed (address, stored_size) VALUES (?, ?)"
+            " ON CONFLICT (address) DO UPDATE SET stored_size = excluded.stored_size",
+            [(o[1], o[2]) for o in orphans],
+        )
         for part in chunks([o[0] for o in orphans], limit):
             conn.execute(f"DELETE FROM objects WHERE object_id IN ({marks(len(part))})", part)
         reply.orphans.extend(bytes(o[1]) for o in orphans)
         reply.orphan_bytes = sum(to_i64(o[2]) for o in orphans)
+        self._add_doomed(conn, reply)
         fault_point("catalog.remove-before-commit")
         return reply
+
+    @staticmethod
+    def _add_doomed(conn: sqlite3.Connection, reply: cat.ExpireSetsReply) -> None:
+        """Add to ``reply`` the journal's objects it does not name yet. An address that has an
+        object row again is content stored since: never an orphan (the triggers drop such
+        rows; this guards the reply as well)."""
+        named = set(reply.orphans)
+        for address, stored_size in conn.execute(
+            "SELECT address, stored_size FROM doomed WHERE address NOT IN (SELECT address FROM objects)"
+            " ORDER BY address"
+        ):
+            if bytes(address) not in named:
+                reply.orphans.append(bytes(address))
+                reply.orphan_bytes += max(0, int(stored_size))
+
+    def forget_deleted(self, request: cat.ObjectIdsRequest) -> cat.ForgetDeletedReply:
+        """Take objects whose files are deleted out of the deletion journal; how many were in it."""
+        wanted = list(dict.fromkeys(request.object_ids))
+        forgotten = 0
+        with self._db(request.client) as conn:
+            if not wanted:
+                return cat.ForgetDeletedReply()
+            with db.write_tx(conn):
+                for part in chunks(wanted, tree.max_params(conn)):
+                    sql = f"DELETE FROM doomed WHERE address IN ({marks(len(part))})"
+                    forgotten += conn.execute(sql, part).rowcount
+        return cat.ForgetDeletedReply(forgotten=forgotten)
 
     def update_set(self, request: cat.UpdateSetRequest) -> common.BackupSet:
         set_id = request.set_id

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA_V1: list[str] = [
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -125,7 +125,30 @@ def _v3_to_v4(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE convert_trash (address BLOB PRIMARY KEY)")
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+def _v4_to_v5(conn: sqlite3.Connection) -> None:
+    """The deletion journal: objects the catalog forgot whose files may still exist.
+
+    A purge inserts its orphans in the transaction that forgets them; they leave once their
+    files are deleted (ForgetDeleted). An object row inserted again, or renamed to a doomed
+    address, takes its address out of the journal in the same statement (the triggers), so
+    content stored again after an interrupted purge is never deleted by the next one."""
+    conn.execute("CREATE TABLE doomed (address BLOB PRIMARY KEY, stored_size INTEGER NOT NULL DEFAULT 0)")
+    conn.execute(
+        "CREATE TRIGGER objects_revive_doomed AFTER INSERT ON objects"
+        " BEGIN DELETE FROM doomed WHERE address = NEW.address; END"
+    )
+    conn.execute(
+        "CREATE TRIGGER objects_readdress_doomed AFTER UPDATE OF address ON objects"
+        " BEGIN DELETE FROM doomed WHERE address = NEW.address; END"
+    )
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _v1_to_v2,
+    2: _v2_to_v3,
+    3: _v3_to_v4,
+    4: _v4_to_v5,
+}
 
 
 def get_version(conn: sqlite3.Connection) -> int:

@@ -341,6 +341,7 @@ class IngestCore:
         fault_point("ingest.after-expire")  # retention committed, its objects not yet deleted
         if expired.orphans:
             self.blobstore.delete_objects(bs.DeleteObjectsRequest(client=session.client, object_ids=expired.orphans))
+            self.catalog.forget_deleted(cat.ObjectIdsRequest(client=session.client, object_ids=expired.orphans))
         fault_point("ingest.before-complete")
         done = self.catalog.complete_set(
             cat.CompleteSetRequest(
@@ -455,6 +456,7 @@ class IngestCore:
         fault_point("ingest.after-remove")  # sets forgotten, their objects not yet deleted
         if removed.orphans:
             self.blobstore.delete_objects(bs.DeleteObjectsRequest(client=request.client, object_ids=removed.orphans))
+            self.catalog.forget_deleted(cat.ObjectIdsRequest(client=request.client, object_ids=removed.orphans))
         if removed.removed:
             _purged(request.client, "delete" if request.set_ids else "purge", removed)
         return removed
