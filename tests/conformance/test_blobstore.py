@@ -425,6 +425,24 @@ def test_a_full_copy_replaces_a_stored_delta_of_the_same_content(env: Env) -> No
     assert found[oid(content)] == b"FULL BYTES"
 
 
+def test_an_object_without_a_valid_meta_is_written_again(env: Env) -> None:
+    """A writer that died between placing an object and its .meta left it unvouched for: the
+    next put of that content, in one piece or several, stores it afresh instead of
+    deduplicating against it; with its .meta back, later puts deduplicate again."""
+    for content in (b"small, one piece" * 10, os.urandom(600 * 1024)):
+        put(env.store, content)
+        text = oid(content).decode()
+        path = env.root / CLIENT / text[:2] / text[2:4] / text
+        path.write_bytes(b"torn")
+        path.with_name(text + ".meta").write_text('{"format": 1, "obj')  # torn by a crash
+        again = put(env.store, content)
+        assert (again.stored, again.deduplicated) == (1, 0)
+        assert get(env.store, oid(content))[0] == {oid(content): content}
+        assert json.loads(path.with_name(text + ".meta").read_text())["stored_size"] == len(content)
+        assert (put(env.store, content).stored, put(env.store, content).deduplicated) == (0, 1)
+    assert tmp_files(env.root) == []
+
+
 def test_quarantine_sets_an_object_aside_and_frees_its_name(env: Env) -> None:
     put(env.store, SMALL, BIG)
     text = oid(SMALL).decode()

@@ -41,6 +41,7 @@ MESSAGE_BYTES = 1024 * 1024
 SMALL_FILE = 1024 * 1024  # encoded whole on a worker, ahead of the sender
 LOOKAHEAD = 32
 ATTEMPTS = 3
+COALESCE_BYTES = 256 * 1024  # small objects travel as one piece (see _coalesced)
 # A file whose mtime or ctime is this close to the moment we read it may still change in
 # the same timestamp tick: it is flagged racy and re-hashed by the next run.
 RACY_MARGIN_NS = 2_000_000_000
@@ -78,6 +79,22 @@ class _Changed(Exception):
 
 class _DeltaTooLarge(Exception):
     """The delta is not enough smaller than the file to be worth storing."""
+
+
+def _coalesced(stream: Iterator[bytes], limit: int) -> Iterator[bytes]:
+    """``stream``'s pieces joined while together they stay within ``limit`` bytes, so a small
+    object (header, chunk, trailer) travels as one piece, which the blobstore places without
+    a temporary file of its own on the stream's thread. Large pieces pass unjoined."""
+    parts: list[bytes] = []
+    size = 0
+    for data in stream:
+        if parts and size + len(data) > limit:
+            yield parts[0] if len(parts) == 1 else b"".join(parts)
+            parts, size = [], 0
+        parts.append(data)
+        size += len(data)
+    if parts:
+        yield parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _restat(item: Item) -> os.stat_result:
@@ -147,7 +164,7 @@ class Uploader:
             encoder, stream = self._encoder(upload, rdiff.TeeReader(source, tee), executor)
             first = True
             held: ing.ContentPiece | None = None
-            for data in stream:
+            for data in _coalesced(stream, COALESCE_BYTES):
                 if held is not None:
                     yield held
                 held = ing.ContentPiece(token=token, data=data)

@@ -6,7 +6,7 @@ import errno
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
@@ -138,6 +138,12 @@ class BlobStoreCore:
         placed: list[bytes],
     ) -> None:
         temp = open_objects.get(piece.token)
+        if temp is None and piece.last:
+            # A whole object in one piece (most objects): its temporary file is created on the
+            # pool too, not on this stream's thread, and not at all when the object is held.
+            if not piece.abort:
+                self._submit(piece, by_id, commits, self._finish_whole, tree, piece, reply, placed)
+            return
         if temp is None:
             if len(open_objects) >= MAX_OPEN_TOKENS:
                 raise InvalidArgument(f"more than {MAX_OPEN_TOKENS} objects unfinished at once in one put stream")
@@ -156,15 +162,45 @@ class BlobStoreCore:
         info = bs.PutPiece()
         info.info.CopyFrom(piece.info)
         info.signature = piece.signature
+        self._submit(info, by_id, commits, self._finish, tree, temp, info, reply, placed)
+
+    def _submit(
+        self,
+        piece: bs.PutPiece,
+        by_id: dict[bytes, Future[None]],
+        commits: list[Future[None]],
+        job: Callable[..., None],
+        *args: object,
+    ) -> None:
+        """Run ``job(*args)`` on the placing pool, after any earlier placing of the same object
+        in this stream, keeping at most a bounded window of placings in flight."""
         earlier = by_id.get(piece.info.object_id) if not piece.signature else None
         if earlier is not None:
             earlier.result()  # the same object twice in one stream: place them in stream order
-        future = self._finishers.submit(self._finish, tree, temp, info, reply, placed)
+        future = self._finishers.submit(job, *args)
         if not piece.signature:
             by_id[piece.info.object_id] = future
         commits.append(future)
         while len(commits) > 4 * FINISHERS:  # a bounded window: wait for the oldest
             commits.pop(0).result()
+
+    def _finish_whole(
+        self, tree: ObjectTree, piece: bs.PutPiece, reply: bs.PutObjectsReply, placed: list[bytes]
+    ) -> None:
+        """Place an object that arrived in one piece: nothing to write when the store already
+        holds it in a form the commit would keep (see ``ObjectTree.holds``)."""
+        if not piece.signature and tree.holds(_meta(piece.info, stored_size=len(piece.data))):
+            with self._counting:
+                reply.deduplicated += 1
+            return
+        temp = tree.begin()
+        try:
+            if piece.data:
+                temp.write(piece.data)
+        except BaseException:
+            tree.abort(temp)
+            raise
+        self._finish(tree, temp, piece, reply, placed)
 
     def _finish(
         self,

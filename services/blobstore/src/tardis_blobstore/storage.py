@@ -200,6 +200,15 @@ class ObjectTree:
             fault_point("blobstore.after-meta")
         return stored
 
+    def holds(self, meta: ObjectMeta) -> bool:
+        """Whether a commit of ``meta``'s object would keep what is stored: the object exists
+        with a valid .meta, and is not a delta where a full copy arrives (full wins)."""
+        object_id = meta.object_id.encode("ascii")
+        existing = self.read_meta(object_id)
+        if existing is None or (existing.get("basis_id") and not meta.basis_id):
+            return False
+        return self.stat(object_id) >= 0
+
     def commit_signature(self, temp: BinaryIO, object_id: bytes) -> None:
         """Move ``temp`` into place as the object's ``.sig`` (replacing an older one)."""
         temp.close()
