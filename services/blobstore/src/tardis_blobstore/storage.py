@@ -220,9 +220,14 @@ class ObjectTree:
         """Written in place (one create, not create + rename: it is on the hot path). A .meta
         torn by a crash is not valid JSON; ``read_meta`` then reports it missing and the next
         store of the object, or a rebuild from the object's own header, replaces it."""
+        data = (meta.to_json() + "\n").encode("utf-8")
         fd = os.open(meta_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(meta.to_json() + "\n")
+        try:
+            view = memoryview(data)  # a few hundred bytes: os.write, no file object
+            while view:
+                view = view[os.write(fd, view) :]  # a short write is followed by ENOSPC, if any
+        finally:
+            os.close(fd)
 
     def sync(self) -> None:
         """Make every file and directory written so far durable (one flush)."""
