@@ -121,6 +121,14 @@ def backup(env: Env, session: str, *groups: common.EntryGroup, extend: list[int]
     return b.set.id
 
 
+def deleted(env: Env, removal: cat.ExpireSetsReply, *, release: bool = True) -> cat.ForgetDeletedReply:
+    """What a purge does once the files of ``removal``'s orphans are gone: ForgetDeleted under
+    the lease RemoveSets took (released by default)."""
+    return env.api.forget_deleted(
+        cat.ForgetDeletedRequest(client="c", object_ids=removal.orphans, fence=removal.fence, release=release)
+    )
+
+
 @pytest.fixture
 def cenv(env: Env) -> Env:
     """An env with client "c" created."""
@@ -657,12 +665,13 @@ def test_remove_sets_by_id_and_by_purge(cenv: Env) -> None:
         cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[sets[1].id]))
     gone = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[sets[0].id]))
     assert [s.name for s in gone.removed] == ["set0"] and list(gone.orphans) == [b"o0"]
-    cenv.api.forget_deleted(cat.ObjectIdsRequest(client="c", object_ids=gone.orphans))  # its files are gone
+    deleted(cenv, gone)  # its files are gone
     # Purge everything before now: set1 is locked, set3 is the newest complete set.
     purged = cenv.api.remove_sets(
         cat.RemoveSetsRequest(client="c", purge=True, max_priority=100, before_ns=cenv.clock.now_ns())
     )
     assert [s.name for s in purged.removed] == ["set2"] and list(purged.orphans) == [b"o2"]
+    deleted(cenv, purged)
     left = [s.name for s in cenv.api.list_sets(cat.ClientRequest(client="c")).sets]
     assert left == ["set1", "set3"]
     running = begin(cenv, "s9")
@@ -685,33 +694,45 @@ def test_deletion_journal_names_orphans_until_their_files_are_forgotten(cenv: En
         sets.append(complete(cenv, b))
     gone = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[sets[0].id]))
     assert list(gone.orphans) == [b"o0"] and gone.orphan_bytes == 15
-    # The caller died before deleting: the next purge (nothing new to remove) names o0 again,
-    # and so does retention at the end of a backup.
+    # The caller died before deleting (its lease expires): the next purge (nothing new to
+    # remove) names o0 again, and so does retention at the end of a backup.
+    cenv.clock.advance(60)
     again = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c"))
     assert (list(again.removed), list(again.orphans), again.orphan_bytes) == ([], [b"o0"], 15)
+    assert again.fence == gone.fence + 1  # journal leftovers alone take the lease too
+    cenv.clock.advance(60)  # that one died as well
     running = begin(cenv, "s9")
     expired = cenv.api.expire_sets(cat.ExpireSetsRequest(client="c", set_id=running.set.id, fence=running.fence))
     assert (list(expired.removed), list(expired.orphans), expired.orphan_bytes) == ([], [b"o0"], 15)
+    assert expired.fence == 0  # retention runs under the backup's own lease
     complete(cenv, running)
     # A second removal adds its own orphans to the one still pending.
     both = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[sets[1].id]))
     assert list(both.orphans) == [b"o1", b"o0"] and both.orphan_bytes == 15 + 16
-    forgot = cenv.api.forget_deleted(cat.ObjectIdsRequest(client="c", object_ids=[b"o0", b"o0", b"unknown"]))
+    forgot = cenv.api.forget_deleted(
+        cat.ForgetDeletedRequest(client="c", object_ids=[b"o0", b"o0", b"unknown"], fence=both.fence, release=True)
+    )
     assert forgot.forgotten == 1
-    assert list(cenv.api.remove_sets(cat.RemoveSetsRequest(client="c")).orphans) == [b"o1"]
+    left = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c"))
+    assert list(left.orphans) == [b"o1"]
+    deleted(cenv, cat.ExpireSetsReply(fence=left.fence))  # released, o1 not deleted after all
     # o1 is stored again (the blobstore still had its file) and recorded by a backup: it
     # leaves the journal with that commit and is never an orphan, though never forgotten.
     b = begin(cenv, "s10", name="again")
     record(cenv, b, group([], entry(b"g", size=11, object_id=b"o1")), objects=[obj(b"o1", size=11)])
     complete(cenv, b)
     after = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c"))
-    assert list(after.orphans) == [] and after.orphan_bytes == 0
-    assert cenv.api.forget_deleted(cat.ObjectIdsRequest(client="c", object_ids=[b"o1"])).forgotten == 0
+    assert (list(after.orphans), after.orphan_bytes, after.fence) == ([], 0, 0)
+    # A backup's retention forgets under the session's fence and keeps its lease.
+    running = begin(cenv, "s11")
+    kept = cat.ForgetDeletedRequest(client="c", object_ids=[b"o1"], fence=running.fence)
+    assert cenv.api.forget_deleted(kept).forgotten == 0
     held = cenv.api.get_object_info(cat.ObjectIdsRequest(client="c", object_ids=[b"o0", b"o1", b"o2"])).objects
     assert sorted(o.object_id for o in held) == [b"o1", b"o2"]
-    assert cenv.api.forget_deleted(cat.ObjectIdsRequest(client="c")).forgotten == 0
+    assert cenv.api.forget_deleted(cat.ForgetDeletedRequest(client="c", fence=running.fence)).forgotten == 0
+    assert complete(cenv, running).completed
     with pytest.raises(NotFound):
-        cenv.api.forget_deleted(cat.ObjectIdsRequest(client="nobody", object_ids=[b"o0"]))
+        cenv.api.forget_deleted(cat.ForgetDeletedRequest(client="nobody", object_ids=[b"o0"], fence=1))
 
 
 def test_deletion_journal_never_names_an_object_the_catalog_holds(tmp_path: Path) -> None:
@@ -728,7 +749,9 @@ def test_deletion_journal_never_names_an_object_the_catalog_holds(tmp_path: Path
     b2 = begin(env, "s2", name="two")
     record(env, b2, group([], entry(b"g", object_id=b"kept", inode=8)))
     complete(env, b2)
-    assert list(core.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[b.set.id])).orphans) == [b"old"]
+    removal = core.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[b.set.id]))
+    assert list(removal.orphans) == [b"old"]
+    core.forget_deleted(cat.ForgetDeletedRequest(client="c", fence=removal.fence, release=True))  # files kept
     path = tmp_path / "c" / "tardis.db"
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT address FROM doomed").fetchall() == [(b"old",)]
@@ -739,6 +762,81 @@ def test_deletion_journal_never_names_an_object_the_catalog_holds(tmp_path: Path
     reply = core.remove_sets(cat.RemoveSetsRequest(client="c"))
     assert list(reply.orphans) == [] and reply.orphan_bytes == 0
     core.close()
+
+
+def test_a_purge_holds_the_lease_while_it_deletes(cenv: Env) -> None:
+    """RemoveSets that returns orphans takes the writer lease in its transaction: no backup
+    can begin (and store one of them again) until ForgetDeleted with its fence releases it;
+    each ForgetDeleted renews it; a wrong fence is refused; no orphans, no lease."""
+    sets = []
+    for n in range(3):
+        b = begin(cenv, f"s{n}", name=f"set{n}")
+        record(
+            cenv, b, group([], entry(b"f", size=10 + n, object_id=f"o{n}".encode())), objects=[obj(f"o{n}".encode())]
+        )
+        sets.append(complete(cenv, b))
+    purge = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[sets[0].id], holder="hostP:7"))
+    assert list(purge.orphans) == [b"o0"] and purge.fence > 0
+    with pytest.raises(Conflict, match=r"client c is being purged by hostP:7 since .*; use --force to take over"):
+        begin(cenv, "s9", holder="hostB:1")
+    with pytest.raises(Conflict, match=r"client c is being purged by hostP:7 since .*; try again when it is done"):
+        cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[sets[1].id], holder="hostQ:8"))
+    with pytest.raises(Conflict, match="taken over by hostP:7"):
+        cenv.api.forget_deleted(cat.ForgetDeletedRequest(client="c", object_ids=[b"o0"], fence=purge.fence + 1))
+    # Each chunk renews the lease: 20 s + 20 s is past the first 30 s, not past the renewal.
+    cenv.clock.advance(20)
+    assert deleted(cenv, purge, release=False).forgotten == 1
+    cenv.clock.advance(20)
+    with pytest.raises(Conflict, match="being purged by hostP:7"):
+        begin(cenv, "s9", holder="hostB:1")
+    assert deleted(cenv, cat.ExpireSetsReply(fence=purge.fence)).forgotten == 0  # the last chunk: released
+    running = begin(cenv, "s9", holder="hostB:1")
+    assert running.fence == purge.fence + 1
+    with pytest.raises(Conflict, match="taken over by hostB:1"):
+        deleted(cenv, purge)
+    complete(cenv, running)
+    with pytest.raises(Conflict, match="has ended"):
+        deleted(cenv, purge)
+    # set1 and the newest set share o1's content: removing set1 orphans nothing, takes no lease.
+    b = begin(cenv, "s10", name="shares")
+    record(cenv, b, group([], entry(b"f", size=11, object_id=b"o1")))
+    complete(cenv, b)
+    none = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[sets[1].id], holder="hostP:7"))
+    assert [s.name for s in none.removed] == ["set1"] and (list(none.orphans), none.fence) == ([], 0)
+    assert complete(cenv, begin(cenv, "s11", holder="hostB:1")).completed
+    # A purge without a holder is "a purge"; a backup with --force takes over as ever, and the
+    # purge's next ForgetDeleted is refused (it stops; the journal keeps the rest).
+    anonymous = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[sets[2].id]))
+    assert list(anonymous.orphans) == [b"o2"]
+    with pytest.raises(Conflict, match="being purged by a purge since"):
+        begin(cenv, "s12", holder="hostB:1")
+    forced = begin(cenv, "s12", holder="hostB:1", force=True)
+    with pytest.raises(Conflict, match="taken over by hostB:1"):
+        deleted(cenv, anonymous)
+    complete(cenv, forced)
+
+
+def test_a_dead_purge_lease_is_taken_over_by_name(cenv: Env) -> None:
+    """take_over names the holder of a live lease known to have ended (the caller checked its
+    pid on its own host): RemoveSets takes that lease; any other holder is still refused."""
+    sets = []
+    for n in range(3):
+        b = begin(cenv, f"s{n}", name=f"set{n}")
+        record(
+            cenv, b, group([], entry(b"f", size=10 + n, object_id=f"o{n}".encode())), objects=[obj(f"o{n}".encode())]
+        )
+        sets.append(complete(cenv, b))
+    dead = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[sets[0].id], holder="hostP:7"))
+    with pytest.raises(Conflict, match="being purged by hostP:7"):
+        cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", holder="hostP:9", take_over="hostP:8"))
+    nxt = cenv.api.remove_sets(
+        cat.RemoveSetsRequest(client="c", set_ids=[sets[1].id], holder="hostP:9", take_over="hostP:7")
+    )
+    assert list(nxt.orphans) == [b"o1", b"o0"] and nxt.fence == dead.fence + 1
+    with pytest.raises(Conflict, match="taken over by hostP:9"):
+        deleted(cenv, dead)
+    assert deleted(cenv, nxt).forgotten == 2
+    assert complete(cenv, begin(cenv, "s9")).completed
 
 
 def test_list_objects_streams_every_held_object(cenv: Env) -> None:

@@ -15,7 +15,9 @@ passes a traced run of the same backup makes, so every case is a real kill.
 After each kill: SQLite's integrity and foreign-key checks pass, no entry names a missing
 object, ``sonic verify`` passes, every set complete before restores exactly; then the
 killed process is restarted and the next run (``--force``: the dead run's lease has not
-expired yet) completes and its set restores exactly.
+expired yet) completes and its set restores exactly. A purge killed while deleting its
+orphans leaves its writer lease behind (no backup may store them again meanwhile): the next
+purge or backup on the same host takes it over at once, without ``--force`` (its pid is dead).
 
 Embedded cases run the real ``tardis`` with every core in it (a kill at a catalog point
 kills the process that holds the database); distributed cases run the three services as
@@ -28,6 +30,7 @@ import math
 import random
 import shutil
 import signal
+import socket
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +55,7 @@ from crashkit import (
 from helpers.services import write_secret
 from helpers.trees import make_tree
 from tardis_cli import sonic
+from tardis_ingest import core as ingest_core
 
 pytestmark = pytest.mark.reliability_suite(
     "crashes", "SIGKILL of the client, ingest, catalog or blobstore at seeded points of a backup or a purge"
@@ -233,9 +237,12 @@ def test_kill_during_purge(world: World, tmp_path: Path, point: str, u: float) -
     done = run_tool([SONIC, *PURGE, "--repository", repository], fault=f"{point}:{n}")
     assert done.returncode == -signal.SIGKILL, (point, n, done.stdout, done.stderr)
     db_path = base / CLIENT / "tardis.db"
+    if point != "catalog.remove-before-commit":  # killed while deleting: the dead purge holds the lease
+        _held_by_a_dead_purge(db_path)
     _after_kill(repository, db_path, world, tmp_path / "out", purge=True)
-    code, out = quiet(sonic.main, [*PURGE, "--repository", repository])
+    code, out = quiet(sonic.main, [*PURGE, "--repository", repository])  # takes over an ended run's lease
     assert code == 0, out
+    assert _lease(db_path)[0] is None  # the purge released it
     assert [s["id"] for s in sets_of(repository)] == [2]
     check_catalog_file(db_path)
     verify(repository)
@@ -254,6 +261,21 @@ def _catalog_ids(db_path: Path, table: str = "objects") -> set[str]:
         return {bytes(r[0]).decode() for r in conn.execute(f"SELECT address FROM {table}")}
     finally:
         conn.close()
+
+
+def _lease(db_path: Path) -> tuple[Any, ...]:
+    """The writer lease row: (holder, session)."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        return tuple(conn.execute("SELECT holder, session FROM lease WHERE id = 1").fetchone() or (None, None))
+    finally:
+        conn.close()
+
+
+def _held_by_a_dead_purge(db_path: Path) -> None:
+    """A purge on this host (the killed sonic) holds the client's writer lease, not expired."""
+    holder, session = _lease(db_path)
+    assert session == "(purge)" and holder and holder.startswith(f"{socket.gethostname()}:"), (holder, session)
 
 
 def _nothing_stranded(base: Path, db_path: Path) -> None:
@@ -306,7 +328,10 @@ def test_content_stored_again_after_an_interrupted_purge_survives_the_next_purge
     assert done.returncode == -signal.SIGKILL, (done.stdout, done.stderr)
     doomed = _catalog_ids(db_path, "doomed")
     assert doomed and doomed <= _stored_ids(base)
+    _held_by_a_dead_purge(db_path)  # while it lived, no backup could store its orphans again
+    # The next backup on this host takes over the dead purge's lease at once, without --force.
     backup_in_process(repository, world.first)  # the tree as set 1 held it
+    assert _lease(db_path)[0] is None
     revived = doomed & _catalog_ids(db_path)
     assert revived, "the backup of set 1's tree recorded none of set 1's objects again"
     assert _catalog_ids(db_path, "doomed") == doomed - revived
@@ -319,3 +344,23 @@ def test_content_stored_again_after_an_interrupted_purge_survives_the_next_purge
     _nothing_stranded(base, db_path)
     assert revived <= _stored_ids(base)
     restore_equals(repository, newest[0]["id"], world.first, world.first, tmp_path / "out")
+
+
+def test_a_purge_deletes_in_chunks_under_its_lease(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sonic purge (embedded, in this process) with chunks of 7 objects: every chunk is
+    deleted and forgotten under the purge's lease, the last releases it; nothing stranded."""
+    monkeypatch.setattr(ingest_core, "DELETE_CHUNK", 7)
+    base = _copy(world.purge_base, tmp_path)
+    repository = str(base / CLIENT)
+    db_path = base / CLIENT / "tardis.db"
+    before = _catalog_ids(db_path)
+    code, out = quiet(sonic.main, [*PURGE, "--repository", repository])
+    assert code == 0, out
+    removed = len(before - _catalog_ids(db_path))
+    assert removed > 3 * 7 and f"{removed} objects removed" in out, out
+    assert _lease(db_path)[0] is None
+    _nothing_stranded(base, db_path)
+    backup_in_process(repository, world.source)  # the lease is free: no --force, no take-over
+    verify(repository)

@@ -21,7 +21,7 @@ from .excludes import Selection, expand_path, global_patterns
 from .nocompress import NoCompress
 from .passwords import get_password
 from .progress import Estimate, Progress, human
-from .sonic_purge import cutoff_ns
+from .sonic_purge import cutoff_ns, remove_sets
 from .tool import run, settings_and_url, setup_logging
 from .upload import UploadOptions
 
@@ -295,7 +295,7 @@ def _backup(args: argparse.Namespace) -> int:
                 max_priority=args.purge_priority,
                 before_ns=cutoff_ns(args, time.time_ns()),
             )
-            purged = repo.ingest.remove_sets(request)
+            purged = remove_sets(repo.ingest, request)  # as sonic purge: this process holds the lease
         result.purged += [s.name for s in purged.removed]
         result.bytes_freed += purged.orphan_bytes
     if result.purged:

@@ -34,12 +34,14 @@ from .upload import Upload, Uploader, UploadOptions, UploadStats, signature_iden
 from .walker import Group, Item, Walker
 
 log = logging.getLogger(__name__)
-_HELD_BY = re.compile(r"is being backed up by (?P<host>.+):(?P<pid>\d+) since ")
+# The catalog's lease conflict: a backup, or a purge deleting its orphans, holds the lease.
+_HELD_BY = re.compile(r"is being (?:backed up|purged) by (?P<host>.+):(?P<pid>\d+) since ")
 
 
 def ended_run_on_this_host(message: str) -> int | None:
-    """The pid of the run named in a lease conflict when it ran on this host and has ended
-    (killed, or failed before it could finish): its lease may be taken over at once."""
+    """The pid of the run (a backup or a purge) named in a lease conflict when it ran on this
+    host and has ended (killed, or failed before it could finish): its lease may be taken
+    over at once."""
     held = _HELD_BY.search(message)
     if held is None or held["host"] != socket.gethostname():
         return None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import re
+import socket
 import sys
 import time
 from typing import Any
@@ -11,13 +14,16 @@ from typing import Any
 from tardis.v1 import catalog_pb2 as cat
 
 from tardis_common.argparsing import add_common_options
-from tardis_common.errors import InvalidArgument
+from tardis_common.errors import Conflict, InvalidArgument
+from tardis_common.interfaces import Ingest
 
+from .backup_run import ended_run_on_this_host
 from .dates import date_arg
 from .progress import human
 from .sets import list_sets, resolve_set
 from .sonic_common import Handler, open_repo
 
+log = logging.getLogger(__name__)
 HOUR_NS = 3600 * 1_000_000_000
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
 
@@ -65,6 +71,22 @@ def _report(reply: cat.ExpireSetsReply, verb: str) -> int:
     return 0
 
 
+def remove_sets(ingest: Ingest, request: cat.RemoveSetsRequest) -> cat.ExpireSetsReply:
+    """RemoveSets as this process: ``host:pid`` holds the client's writer lease while the
+    orphans are deleted. The lease of a run on this host that ended without releasing it (a
+    killed backup or purge) is taken over, as a backup does."""
+    request.holder = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        return ingest.remove_sets(request)
+    except Conflict as exc:
+        ended = ended_run_on_this_host(str(exc))
+        if ended is None:
+            raise
+        log.warning("taking over the lease of run %d on this host, which ended without finishing", ended)
+        request.take_over = f"{socket.gethostname()}:{ended}"
+        return ingest.remove_sets(request)
+
+
 def purge_sets(args: argparse.Namespace) -> int:
     request = cat.RemoveSetsRequest(
         purge=True, max_priority=args.priority, before_ns=cutoff_ns(args, time.time_ns()), incomplete=args.incomplete
@@ -73,7 +95,7 @@ def purge_sets(args: argparse.Namespace) -> int:
         request.client = repo.client
         if not confirmed(f"purge old backup sets of {repo.client}?", args):
             return 1
-        return _report(repo.ingest.remove_sets(request), "purged")
+        return _report(remove_sets(repo.ingest, request), "purged")
 
 
 def delete_sets(args: argparse.Namespace) -> int:
@@ -93,7 +115,7 @@ def delete_sets(args: argparse.Namespace) -> int:
             raise InvalidArgument("no backup set matches")
         if not confirmed(f"delete {len(ids)} backup sets of {repo.client}?", args):
             return 1
-        removed = repo.ingest.remove_sets(cat.RemoveSetsRequest(client=repo.client, set_ids=ids))
+        removed = remove_sets(repo.ingest, cat.RemoveSetsRequest(client=repo.client, set_ids=ids))
         if repo.unlocked is not None:  # this client itself made the newest set older: not a rollback
             newest = max((s.id for s in list_sets(repo.ingest, repo.client) if s.completed), default=0)
             repo.known.forget_newest_set(newest)
@@ -102,4 +124,4 @@ def delete_sets(args: argparse.Namespace) -> int:
 
 def remove_orphans(args: argparse.Namespace) -> int:
     with open_repo(args) as repo:
-        return _report(repo.ingest.remove_sets(cat.RemoveSetsRequest(client=repo.client)), "deleted")
+        return _report(remove_sets(repo.ingest, cat.RemoveSetsRequest(client=repo.client)), "deleted")

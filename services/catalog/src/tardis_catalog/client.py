@@ -42,5 +42,5 @@ class CatalogClient(CatalogCalls):
     def expire_sets(self, request: cat.ExpireSetsRequest) -> cat.ExpireSetsReply:
         return self._unary("ExpireSets", request)  # type: ignore[no-any-return]
 
-    def forget_deleted(self, request: cat.ObjectIdsRequest) -> cat.ForgetDeletedReply:
+    def forget_deleted(self, request: cat.ForgetDeletedRequest) -> cat.ForgetDeletedReply:
         return self._unary("ForgetDeleted", request)  # type: ignore[no-any-return]

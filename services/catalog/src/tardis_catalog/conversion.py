@@ -28,7 +28,7 @@ from tardis.v1 import common_pb2 as common
 from tardis_common.clock import Clock
 from tardis_common.errors import Conflict, InvalidArgument
 
-from . import db
+from . import db, leases
 from .rows import OBJECT_SELECT, chunks, marks, object_from_row, to_i64
 
 Opener = Callable[[], AbstractContextManager[sqlite3.Connection]]
@@ -100,17 +100,11 @@ class Conversion:
         holder, known to be dead); its fence. Conflict otherwise."""
         with self._open() as conn, db.write_tx(conn):
             now = self._clock.now_ns()
-            lease = conn.execute("SELECT holder, fence, expires_ns FROM lease WHERE id = 1").fetchone()
-            if lease is not None and lease[0] and lease[2] > now and not (take_over and lease[0] == take_over):
-                raise Conflict(f"client {self.client} is being backed up by {lease[0]}")
-            fence = (lease[1] if lease is not None else 0) + 1
-            conn.execute(
-                "INSERT INTO lease (id, holder, session, fence, expires_ns, since_ns) VALUES (1, ?, NULL, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, session = NULL,"
-                " fence = excluded.fence, expires_ns = excluded.expires_ns, since_ns = excluded.since_ns",
-                (holder, fence, now + self._lease_ns, now),
-            )
-            return fence
+            lease = leases.read(conn)
+            if leases.live(lease, now) and not (take_over and lease and lease[0] == take_over):
+                assert lease is not None
+                raise Conflict(leases.held_by(self.client, lease))
+            return leases.take(conn, lease, holder, None, now + self._lease_ns, now)
 
     def lease_holder(self) -> str | None:
         """Who holds the writer lease now (None when nobody does, or it has expired)."""

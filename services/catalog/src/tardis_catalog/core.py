@@ -11,7 +11,6 @@ import logging
 import sqlite3
 import stat
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +26,7 @@ from tardis_common.names import check_client_name
 from tardis_common.netfs import network_filesystem
 from tardis_common.version import __version__
 
-from . import db, dbbackups, naming, tree
+from . import db, dbbackups, leases, naming, tree
 from .rows import (
     ENTRY_SELECT,
     OBJECT_SELECT,
@@ -70,10 +69,6 @@ class _Slot:
 def _maybe_changed(entry: common.Entry, row: tuple[Any, ...] | None) -> bool:
     """Whether ``entry`` may hold new content: no previous version, or another size or mtime."""
     return row is None or to_u64(row[14]) != entry.size or row[15] != entry.mtime_ns
-
-
-def _local_time(ns: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ns / 1_000_000_000))
 
 
 class CatalogCore:
@@ -248,18 +243,12 @@ class CatalogCore:
             raise InvalidArgument("a backup session needs a session id")
         with self._db(client) as conn, db.write_tx(conn):
             now = self._clock.now_ns()
-            lease = conn.execute("SELECT holder, fence, expires_ns, since_ns FROM lease WHERE id = 1").fetchone()
-            if lease is not None and lease[0] and lease[2] > now and not request.force:
-                raise Conflict(
-                    f"client {client} is being backed up by {lease[0]} since {_local_time(lease[3])};"
-                    " use --force to take over"
-                )
-            fence = (lease[1] if lease is not None else 0) + 1
-            conn.execute(
-                "INSERT INTO lease (id, holder, session, fence, expires_ns, since_ns) VALUES (1, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, session = excluded.session,"
-                " fence = excluded.fence, expires_ns = excluded.expires_ns, since_ns = excluded.since_ns",
-                (request.holder or "an unnamed writer", request.session, fence, now + self._lease_ns, now),
+            lease = leases.read(conn)
+            if leases.live(lease, now) and not request.force:
+                assert lease is not None
+                raise Conflict(f"{leases.held_by(client, lease)}; use --force to take over")
+            fence = leases.take(
+                conn, lease, request.holder or "an unnamed writer", request.session, now + self._lease_ns, now
             )
             row = conn.execute("SELECT set_id FROM sets WHERE completed = 0 ORDER BY set_id DESC LIMIT 1").fetchone()
             current = row[0] if row else 0
@@ -349,7 +338,7 @@ class CatalogCore:
             )
             for tag in json.loads(pending or "[]"):
                 _tag(conn, tag, set_id)
-            conn.execute("UPDATE lease SET holder = NULL, session = NULL, expires_ns = 0 WHERE id = 1")
+            leases.release(conn)
             fault_point("catalog.complete-before-commit")
             return self._get_set(conn, set_id)
 
@@ -430,11 +419,21 @@ class CatalogCore:
             return reply
 
     def remove_sets(self, request: cat.RemoveSetsRequest) -> cat.ExpireSetsReply:
+        """Remove sets (and the objects only they needed) while no one holds the writer lease,
+        or ``take_over`` names its holder (a run known to have ended).
+
+        When the reply names orphans, the writer lease goes to ``holder`` in the same
+        transaction (``reply.fence``): from the commit until the caller's last
+        ``forget_deleted`` (``release``), no backup can begin and be told one of them is not
+        held, store it again (its file still exists: deduplicated) and record it, just before
+        the caller deletes that file."""
         client = request.client
         with self._db(client) as conn, db.write_tx(conn, full_sync=True):  # as expire_sets
-            lease = conn.execute("SELECT holder, expires_ns FROM lease WHERE id = 1").fetchone()
-            if lease is not None and lease[0] and lease[1] > self._clock.now_ns():
-                raise Conflict(f"client {client} is being backed up by {lease[0]}; try again when it is done")
+            now = self._clock.now_ns()
+            lease = leases.read(conn)
+            if leases.live(lease, now) and not (request.take_over and lease and lease[0] == request.take_over):
+                assert lease is not None
+                raise Conflict(f"{leases.held_by(client, lease)}; try again when it is done")
             chosen: list[int] = []
             for set_id in request.set_ids:
                 row = self._set_row(conn, client, set_id)
@@ -460,7 +459,11 @@ class CatalogCore:
                             + ((DAY_NS, self._clock.now_ns()) if request.within_keep_periods else ()),
                         )
                     ]
-            return self._remove(conn, sorted(set(chosen)))
+            reply = self._remove(conn, sorted(set(chosen)))
+            if reply.orphans:
+                holder = request.holder or "a purge"
+                reply.fence = leases.take(conn, lease, holder, leases.PURGE_SESSION, now + self._lease_ns, now)
+            return reply
 
     def _remove(self, conn: sqlite3.Connection, set_ids: list[int]) -> cat.ExpireSetsReply:
         """Remove sets, the versions no remaining set holds, and the objects nothing needs.
@@ -517,17 +520,27 @@ class CatalogCore:
                 reply.orphans.append(bytes(address))
                 reply.orphan_bytes += max(0, int(stored_size))
 
-    def forget_deleted(self, request: cat.ObjectIdsRequest) -> cat.ForgetDeletedReply:
-        """Take objects whose files are deleted out of the deletion journal; how many were in it."""
+    def forget_deleted(self, request: cat.ForgetDeletedRequest) -> cat.ForgetDeletedReply:
+        """Take objects whose files are deleted out of the deletion journal; how many were in it.
+
+        Under the writer lease (``fence``: a purge's from ``remove_sets``, or the backup
+        session's), renewed; ``release`` ends it in the same transaction."""
+        client = request.client
         wanted = list(dict.fromkeys(request.object_ids))
         forgotten = 0
-        with self._db(request.client) as conn:
-            if not wanted:
-                return cat.ForgetDeletedReply()
-            with db.write_tx(conn):
-                for part in chunks(wanted, tree.max_params(conn)):
-                    sql = f"DELETE FROM doomed WHERE address IN ({marks(len(part))})"
-                    forgotten += conn.execute(sql, part).rowcount
+        with self._db(client) as conn, db.write_tx(conn):
+            lease = leases.read(conn)
+            if lease is None or not lease[0] or lease[2] != request.fence:
+                if lease is not None and lease[0]:
+                    raise Conflict(f"the writer lease of client {client} was taken over by {lease[0]}")
+                raise Conflict(f"the writer lease of client {client} has ended; its deletions were not recorded")
+            for part in chunks(wanted, tree.max_params(conn)):
+                sql = f"DELETE FROM doomed WHERE address IN ({marks(len(part))})"
+                forgotten += conn.execute(sql, part).rowcount
+            if request.release:
+                leases.release(conn)
+            else:
+                conn.execute("UPDATE lease SET expires_ns = ? WHERE id = 1", (self._clock.now_ns() + self._lease_ns,))
         return cat.ForgetDeletedReply(forgotten=forgotten)
 
     def update_set(self, request: cat.UpdateSetRequest) -> common.BackupSet:

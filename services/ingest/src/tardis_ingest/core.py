@@ -21,6 +21,7 @@ from tardis_common.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    TardisError,
     Unauthenticated,
     VersionMismatch,
 )
@@ -37,6 +38,7 @@ from .login import Logins
 from .session import Session
 
 log = logging.getLogger(__name__)
+DELETE_CHUNK = 1000  # a purge's orphans deleted (and its lease renewed) per round
 
 
 def check_version(client_version: str, protocol: int) -> None:
@@ -341,7 +343,9 @@ class IngestCore:
         fault_point("ingest.after-expire")  # retention committed, its objects not yet deleted
         if expired.orphans:
             self.blobstore.delete_objects(bs.DeleteObjectsRequest(client=session.client, object_ids=expired.orphans))
-            self.catalog.forget_deleted(cat.ObjectIdsRequest(client=session.client, object_ids=expired.orphans))
+            self.catalog.forget_deleted(  # under the session's lease, which it keeps to complete the set
+                cat.ForgetDeletedRequest(client=session.client, object_ids=expired.orphans, fence=session.fence)
+            )
         fault_point("ingest.before-complete")
         done = self.catalog.complete_set(
             cat.CompleteSetRequest(
@@ -445,7 +449,9 @@ class IngestCore:
     def remove_sets(self, request: cat.RemoveSetsRequest) -> cat.ExpireSetsReply:
         """Delete or purge sets, then delete the objects the catalog has already forgotten.
 
-        Without admin rights a purge keeps every set inside its KeepPeriods."""
+        Without admin rights a purge keeps every set inside its KeepPeriods. While it deletes
+        them it holds the client's writer lease (taken by the catalog with the removal), so no
+        backup of the client can store one of them again meanwhile."""
         self._client(request.client)
         if request.set_ids:
             self.access.require_admin("deleting backup sets")
@@ -455,11 +461,31 @@ class IngestCore:
         removed = self.catalog.remove_sets(request)
         fault_point("ingest.after-remove")  # sets forgotten, their objects not yet deleted
         if removed.orphans:
-            self.blobstore.delete_objects(bs.DeleteObjectsRequest(client=request.client, object_ids=removed.orphans))
-            self.catalog.forget_deleted(cat.ObjectIdsRequest(client=request.client, object_ids=removed.orphans))
+            self._delete_orphans(request.client, list(removed.orphans), removed.fence)
         if removed.removed:
             _purged(request.client, "delete" if request.set_ids else "purge", removed)
         return removed
+
+    def _delete_orphans(self, client: str, orphans: list[bytes], fence: int) -> None:
+        """Delete a purge's orphans a chunk at a time, each chunk then taken out of the deletion
+        journal under the purge's lease (renewing it; the last releases it). A failure still
+        releases the lease; what was not deleted stays in the journal for the next purge."""
+        released = False
+        try:
+            for start in range(0, len(orphans), DELETE_CHUNK):
+                chunk = orphans[start : start + DELETE_CHUNK]
+                last = start + DELETE_CHUNK >= len(orphans)
+                self.blobstore.delete_objects(bs.DeleteObjectsRequest(client=client, object_ids=chunk))
+                self.catalog.forget_deleted(
+                    cat.ForgetDeletedRequest(client=client, object_ids=chunk, fence=fence, release=last)
+                )
+                released = last
+        finally:
+            if not released:
+                try:
+                    self.catalog.forget_deleted(cat.ForgetDeletedRequest(client=client, fence=fence, release=True))
+                except TardisError as exc:  # taken over, or the catalog is gone: the lease expires
+                    log.warning("client %s: could not release the purge's lease: %s", client, exc)
 
     def mark_objects_bad(self, request: cat.ObjectIdsRequest) -> cat.MarkObjectsBadReply:
         """Objects verification found damaged or missing: bad in the catalog (with the deltas
