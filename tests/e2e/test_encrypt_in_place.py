@@ -215,3 +215,34 @@ def test_encrypt_refuses_a_remote_repository_and_a_client_without_keys(
     capsys.readouterr()
     assert sonic.main(["encryptDB", "--repository", repository]) != 0
     one_line_error(capsys, "sonic setpass")
+
+
+def test_files_an_interrupted_purge_left_do_not_outlive_the_encryption(tmp_path: Path) -> None:
+    """A purge killed after its catalog commit leaves files in the clear that no row names,
+    listed in the deletion journal; the job deletes them (under the lease, which it takes
+    over from the dead purge) before anything of the client is called encrypted."""
+    repository = str(tmp_path / "repo" / "legacy")
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "gone.txt").write_bytes(b"only in the first set zqxcanarycontent\n" * 20)
+    tardis("--repository", repository, "--create", str(source))
+    (source / "gone.txt").unlink()
+    (source / "kept.txt").write_text("in every set\n")
+    tardis("--repository", repository, str(source))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TARDIS_FAULT")}
+    purge = ["purge", "--repository", repository, "--priority", "100", "--keep-days", "0", "--confirm"]
+    killed = subprocess.run(
+        [sys.executable, "-m", "tardis_cli.sonic", *purge],
+        env={**env, "TARDIS_FAULT": "ingest.after-remove"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert _db(repository, "SELECT COUNT(*) FROM doomed")[0][0] > 0
+    assert _found(Path(repository)), "the purged content is still on disk"
+
+    assert sonic.main(["setpass", "--repository", repository, "-P", PASSWORD]) == 0
+    encrypt(repository)
+    assert _db(repository, "SELECT COUNT(*) FROM doomed")[0][0] == 0
+    assert _found(Path(repository)) == []

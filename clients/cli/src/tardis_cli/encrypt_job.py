@@ -113,10 +113,12 @@ class EncryptJob:
                 time.sleep(0.5)  # a backup holds the lease; it is released when the backup ends
 
     def _dead_job(self) -> str:
-        """The lease holder's name when it is an earlier sonic encrypt on this host that died."""
+        """The lease holder's name when it is a writer on this host that died: an earlier sonic
+        encrypt, or a backup or purge (``host:pid``)."""
         holder = self.conv.lease_holder()
-        mine = f"{HOLDER}{socket.gethostname()}:"
-        if not holder or not holder.startswith(mine) or holder == self.holder:
+        host = f"{socket.gethostname()}:"
+        mine = next((p for p in (HOLDER + host, host) if holder and holder.startswith(p)), "")
+        if not holder or not mine or holder == self.holder:
             return ""
         try:
             os.kill(int(holder[len(mine) :]), 0)
@@ -209,7 +211,8 @@ class EncryptJob:
     # -- objects ----------------------------------------------------------------------------
 
     def objects(self) -> None:
-        self._empty_trash()
+        with self.lease():  # no backup may store an object again while its file is deleted
+            self._empty_trash()
         failed: dict[int, str] = {}
         converted = merged = 0
         while True:

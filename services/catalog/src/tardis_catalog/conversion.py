@@ -432,15 +432,22 @@ class Conversion:
         return merged
 
     def trash(self) -> list[bytes]:
-        """Old addresses whose files are to be deleted (none that an object row still uses)."""
+        """Addresses whose files are to be deleted (none that an object row still uses): old
+        ones this job replaced, and those an interrupted purge left in the deletion journal
+        (``doomed``), whose files may hold content in the clear. Call it under the lease."""
         with self._open() as conn:
             conn.execute("DELETE FROM convert_trash WHERE address IN (SELECT address FROM objects)")
-            return [bytes(r[0]) for r in conn.execute("SELECT address FROM convert_trash")]
+            rows = conn.execute(
+                "SELECT address FROM convert_trash UNION"
+                " SELECT address FROM doomed WHERE address NOT IN (SELECT address FROM objects)"
+            )
+            return [bytes(r[0]) for r in rows]
 
     def clear_trash(self, addresses: Sequence[bytes]) -> None:
         with self._open() as conn, db.write_tx(conn):
             for part in chunks(list(addresses), 500):
                 conn.execute(f"DELETE FROM convert_trash WHERE address IN ({marks(len(part))})", part)
+                conn.execute(f"DELETE FROM doomed WHERE address IN ({marks(len(part))})", part)
 
     def object_infos(self, after: int, limit: int) -> list[tuple[int, common.ObjectInfo]]:
         """(row id, ObjectInfo) of every object after row ``after``, in row order."""
