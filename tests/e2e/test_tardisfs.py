@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from tardis_cli import backup, regenerate, sonic
 PASSWORD = "tardisfs password"
 READY_TIMEOUT_S = 60.0
 BIG = 20 * 1024 * 1024
+WIDE = 2000  # kernels ask for about 700 entries per READDIRPLUS: three batches
 
 
 def _fuse_missing() -> str | None:
@@ -141,9 +143,14 @@ def assert_same(restored: Path, copied: Path) -> None:
     assert want_links, "the tree should hold hard links"
 
 
-def history(root: Path, repository: str, *password: str) -> Path:
-    """Two sets of a tree with hard links, a symlink, xattrs, a large file and a file stored as a delta."""
+def history(root: Path, repository: str, *password: str, wide: bool = False) -> Path:
+    """Two sets of a tree with hard links, a symlink, xattrs, a large file and a file stored as a
+    delta; ``wide``: also a directory of WIDE entries."""
     source = make_tree(root / "src", files=150)
+    if wide:  # listed in several READDIRPLUS batches
+        (source / "wide").mkdir()
+        for i in range(WIDE):
+            (source / "wide" / f"entry-{i:04d}.txt").write_text("x" * (i % 97))
     (source / "links").mkdir()
     (source / "links" / "a").write_bytes(b"linked content\n")
     os.link(source / "links" / "a", source / "links" / "b")
@@ -254,7 +261,7 @@ def mounted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pa
     """One embedded client with two sets, mounted for the module (with a cache directory)."""
     work = tmp_path_factory.mktemp("tardisfs")
     repository = str(work / "repo" / "shared")
-    source = history(work, repository)
+    source = history(work, repository, wide=True)
     listed = json.loads(
         subprocess.run(
             [sys.executable, "-m", "tardis_cli.sonic", "list", "--repository", repository, "--json"],
@@ -268,6 +275,23 @@ def mounted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pa
         yield mount.path, source, listed
     finally:
         mount.close()
+
+
+def test_a_wide_directory_lists_whole_and_alike_from_many_readers(mounted: tuple[Path, Path, list[dict]]) -> None:
+    """A directory far larger than one kernel batch: every name with its size, the same in
+    four readers listing it at once (each open directory keeps its own listing)."""
+    mount, source, _sets = mounted
+    wide = mount / "Current" / str(source).lstrip("/") / "wide"
+    wanted = {p.name: p.stat().st_size for p in (source / "wide").iterdir()}
+    assert len(wanted) == WIDE
+
+    def listing(_: int) -> dict[str, int]:
+        with os.scandir(wide) as found:
+            return {e.name: e.stat(follow_symlinks=False).st_size for e in found}
+
+    with ThreadPoolExecutor(4) as pool:
+        for seen in pool.map(listing, range(8)):
+            assert seen == wanted
 
 
 def test_large_file_reads_by_range(mounted: tuple[Path, Path, list[dict]]) -> None:

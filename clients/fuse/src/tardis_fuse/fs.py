@@ -15,7 +15,7 @@ import mfusepy
 from tardis_common.errors import Corrupt, TardisError
 
 from .content import Content, ContentStore
-from .fastfuse import want_symlink_cache
+from .fastfuse import tune_connection
 from .view import CURRENT, XATTR_CHAIN, XATTR_CHECKSUM, XATTR_SINCE, TreeView, fs_error
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class TardisFS(mfusepy.Operations):
     # -- lifecycle -------------------------------------------------------------------------
 
     def init_with_config(self, conn: Any, config: Any) -> None:
-        want_symlink_cache(conn)
+        tune_connection(conn)
         if self._ready is not None:
             self._ready()
 
