@@ -274,6 +274,20 @@ def test_lookup_ignores_versions_absent_from_previous_set(cenv: Env) -> None:
     assert record(cenv, b3, extend_entry_ids=[gone_id]).extended == 0
 
 
+def test_a_verified_racy_version_carries_on_with_its_flag_cleared(cenv: Env) -> None:
+    """verified_entry_ids: the version carries into the set as with extend_entry_ids (one
+    version across both sets), no longer flagged racy; plain extension keeps the flag."""
+    s1 = backup(cenv, "s1", group([], entry(b"racy", flags=common.ENTRY_FLAG_RACY), entry(b"other", flags=1)))
+    b2 = begin(cenv, "s2")
+    racy, other = (p.entry for p in lookup(cenv, b2.set.id, group([], entry(b"racy"), entry(b"other"))))
+    assert record(cenv, b2, verified_entry_ids=[racy.entry_id], extend_entry_ids=[other.entry_id]).extended == 2
+    complete(cenv, b2)
+    now = {e.name: e for e in tree(cenv, b2.set.id)}
+    assert now[b"racy"].entry_id == racy.entry_id and now[b"racy"].first_set == s1
+    assert now[b"racy"].flags == 0 and now[b"other"].flags == common.ENTRY_FLAG_RACY
+    assert {e.name: e.flags for e in tree(cenv, s1)}[b"racy"] == 0  # one version, as s1 lists it too
+
+
 def test_resume_incomplete_set_and_rerecord(cenv: Env) -> None:
     s1 = backup(cenv, "s1", group([], entry(b"a", size=1), entry(b"b", size=1)))
     b = begin(cenv, "s2")

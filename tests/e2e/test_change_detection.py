@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
+from tardis.v1 import catalog_pb2 as cat
+from tardis.v1 import common_pb2 as common
 
 import tardis_cli.hashing
 import tardis_cli.upload
@@ -22,6 +24,7 @@ from tardis_common.codecs import codec_named
 from tardis_ingest.core import IngestCore
 
 HOUR = 3600 * 1_000_000_000
+CLIENT = "skewed"
 
 
 def skewed_server(base: Path, offset_ns: int) -> IngestCore:
@@ -32,11 +35,19 @@ def skewed_server(base: Path, offset_ns: int) -> IngestCore:
 
 def backup(ingest: IngestCore, source: Path, create: bool = False) -> BackupResult:
     options = BackupOptions(create=create, upload=UploadOptions(codec_named("zstd")))
-    return BackupRun(ingest, "skewed", NullCipher(), options).run([str(source)])
+    return BackupRun(ingest, CLIENT, NullCipher(), options).run([str(source)])
+
+
+def _entry_in(ingest: IngestCore, set_id: int, path: Path) -> common.Entry:
+    found = ingest.lookup_path(
+        cat.LookupPathRequest(client=CLIENT, set_id=set_id, path=common.DirPath(components=components_of(str(path))))
+    )
+    assert found.found, path
+    return found.entry
 
 
 def restore(ingest: IngestCore, set_id: int, source: Path, out: Path) -> None:
-    Restorer(ingest, "skewed", NullCipher(), set_id).restore_path(components_of(str(source)), str(out))
+    Restorer(ingest, CLIENT, NullCipher(), set_id).restore_path(components_of(str(source)), str(out))
 
 
 @pytest.mark.parametrize("offset_ns", [-HOUR, 24 * HOUR, 0])
@@ -74,5 +85,10 @@ def test_racily_clean_files_are_rehashed(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(tardis_cli.hashing.time, "time_ns", lambda: later)
     second = backup(ingest, source)
     assert second.checked == 1 and second.files_sent == 0  # re-hashed, found equal, not sent
+    # One version, carried on: the re-check adds no second version of unchanged content.
+    sets = ingest.list_sets(cat.ClientRequest(client=CLIENT)).sets
+    found = [_entry_in(ingest, s.id, racy) for s in sets]
+    assert found[0].entry_id == found[1].entry_id and found[1].last_set == sets[1].id
+    assert found[1].flags == 0
     third = backup(ingest, source)
     assert third.checked == 0 and third.files_sent == 0  # no longer racy: trusted from its stat

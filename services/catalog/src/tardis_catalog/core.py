@@ -655,6 +655,13 @@ class CatalogCore:
                     (set_id, *part, low, set_id),
                 )
                 extended += cur.rowcount
+            for part in chunks(list(set(request.verified_entry_ids)), limit):
+                cur = conn.execute(  # the same, and the version is no longer racily clean
+                    f"UPDATE entries SET last_set = ?, flags = flags & ~? WHERE entry_id IN ({marks(len(part))})"
+                    " AND last_set BETWEEN ? AND ?",
+                    (set_id, common.ENTRY_FLAG_RACY, *part, low, set_id),
+                )
+                extended += cur.rowcount
             cache: tree.DirCache = {}
             trimmed_to = floor if floor is not None else set_id - 1
             inserted = sum(

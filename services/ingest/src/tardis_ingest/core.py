@@ -186,6 +186,7 @@ class IngestCore:
         """Record what needs no content, in one catalog call, and build the reply."""
         reply = ing.SubmitEntriesReply()
         extend: list[int] = []
+        verified: list[int] = []
         record: list[common.EntryGroup] = []
         position = 0
         for group in groups:
@@ -197,17 +198,20 @@ class IngestCore:
                 reply.delta_basis.append(basis)
                 if outcome is Outcome.EXTEND and prev is not None:
                     extend.append(prev.entry.entry_id)
+                elif outcome is Outcome.VERIFIED and prev is not None:
+                    verified.append(prev.entry.entry_id)
                 elif outcome is Outcome.RECORD:
                     to_record.entries.append(entry)
             if to_record.entries:
                 record.append(to_record)
-        if extend or record:
+        if extend or verified or record:
             self.catalog.record_entries(
                 cat.RecordEntriesRequest(
                     client=session.client,
                     set_id=session.set_id,
                     fence=session.fence,
                     extend_entry_ids=extend,
+                    verified_entry_ids=verified,
                     insert=record,
                 )
             )
@@ -513,6 +517,7 @@ class IngestCore:
 
 _ACTIONS = {
     Outcome.EXTEND: ing.ACTION_DONE,
+    Outcome.VERIFIED: ing.ACTION_DONE,
     Outcome.RECORD: ing.ACTION_DONE,
     Outcome.CONTENT: ing.ACTION_SEND_CONTENT,
     Outcome.CHECKSUM: ing.ACTION_SEND_CHECKSUM,

@@ -23,6 +23,7 @@ _METADATA = ("mode", "nlink", "uid", "gid", "user", "group", "link_target", "xat
 
 class Outcome(Enum):
     EXTEND = "extend"  # the previous version carries on into this set
+    VERIFIED = "verified"  # a racily clean previous version, re-hashed and unchanged: carries on, flag cleared
     RECORD = "record"  # a new version, no content needed
     CONTENT = "content"  # the client must send the content
     CHECKSUM = "checksum"  # the client must send the content's hash first
@@ -48,6 +49,16 @@ class Previous:
 
 def _same(a: common.Entry, b: common.Entry, fields: tuple[str, ...]) -> bool:
     return all(getattr(a, f) == getattr(b, f) for f in fields)
+
+
+_RACY = common.ENTRY_FLAG_RACY
+_METADATA_BUT_FLAGS = tuple(f for f in _METADATA if f != "flags")
+
+
+def _verified(entry: common.Entry, prev: common.Entry) -> bool:
+    """``prev`` was recorded racy and ``entry`` is the same version read safely: only the racy
+    flag differs (its content the caller has checked)."""
+    return bool(prev.flags & _RACY) and entry.flags == prev.flags & ~_RACY and _same(entry, prev, _METADATA_BUT_FLAGS)
 
 
 def _carry(entry: common.Entry, previous: common.Entry) -> Outcome:
@@ -116,7 +127,9 @@ def after_checksum(
     if held is not None and not (full and held.chain_length > 0):
         prev = previous.entry if previous is not None else None
         if prev is not None and prev.object_id == entry.object_id and _same(entry, prev, _IDENTITY):
-            return (Outcome.EXTEND if _same(entry, prev, _METADATA) else Outcome.RECORD), b""
+            if _same(entry, prev, _METADATA):
+                return Outcome.EXTEND, b""
+            return (Outcome.VERIFIED if _verified(entry, prev) else Outcome.RECORD), b""
         return Outcome.RECORD, b""
     basis = delta_basis(entry, previous, policy, full)
     if basis and basis != entry.object_id:
