@@ -873,7 +873,15 @@ def test_marked_bad_objects_and_their_deltas_stop_counting_as_held(cenv: Env) ->
     assert [o.object_id for o in held.objects] == [b"o3"]
     listed = {o.object_id: o.bad for r in cenv.api.list_objects(cat.ClientRequest(client="c")) for o in r.objects}
     assert listed == {b"o1": True, b"o2": True, b"o3": False, b"o4": True}
+    # Until their files are in quarantine the repair holds the writer lease: no backup now.
+    assert reply.fence
+    with pytest.raises(Conflict, match="is being repaired by sonic verify --repair"):
+        begin(cenv, "early")
+    cenv.api.forget_deleted(cat.ForgetDeletedRequest(client="c", fence=reply.fence, release=True))
     b2 = begin(cenv, "s2")
+    # And no repair while a backup holds the lease; nothing is marked then.
+    with pytest.raises(Conflict, match="is being backed up"):
+        cenv.api.mark_objects_bad(cat.ObjectIdsRequest(client="c", object_ids=[b"o3"]))
     previous = lookup(cenv, b2.set.id, group([], f, g))
     assert previous[0].found and not previous[0].HasField("object")  # content not held: send it again
     assert previous[1].object.object_id == b"o3"

@@ -905,10 +905,19 @@ class CatalogCore:
         """Mark the named objects, and every delta whose chain runs through one, as bad.
 
         A bad object no longer counts as held: lookups do not offer it as a previous version's
-        content, so the next backup of that content stores it again (and revives the row)."""
+        content, so the next backup of that content stores it again (and revives the row).
+        When any is marked, the writer lease is taken in the same transaction (its fence in the
+        reply) and held until their files are in quarantine (``forget_deleted`` releases it):
+        a backup meanwhile could otherwise store such content again onto the damaged file
+        just before it is moved away."""
         wanted = list(dict.fromkeys(request.object_ids))
         reply = cat.MarkObjectsBadReply()
         with self._db(request.client) as conn, db.write_tx(conn, full_sync=True):  # files move to quarantine next
+            now = self._clock.now_ns()
+            lease = leases.read(conn)
+            if leases.live(lease, now):
+                assert lease is not None
+                raise Conflict(f"{leases.held_by(request.client, lease)}; try again when it is done")
             named: list[int] = []
             for part in chunks(wanted, tree.max_params(conn)):
                 sql = f"SELECT object_id, address FROM objects WHERE address IN ({marks(len(part))})"
@@ -930,6 +939,9 @@ class CatalogCore:
             conn.executemany("INSERT OR IGNORE INTO marking VALUES (?)", [(i,) for i, _ in rows])
             conn.execute("UPDATE objects SET bad = 1 WHERE object_id IN (SELECT object_id FROM marking)")
             conn.execute("DELETE FROM marking")
+            reply.fence = leases.take(
+                conn, lease, leases.REPAIR_HOLDER, leases.REPAIR_SESSION, now + self._lease_ns, now
+            )
         return reply
 
     def find_entries(self, request: cat.ObjectIdsRequest) -> Iterator[cat.FoundEntries]:

@@ -1,7 +1,8 @@
 """The writer lease of a client: who holds it, and how a refusal names them.
 
 One row (table ``lease``): ``holder`` (``host:pid``), ``session`` (a backup's session id,
-``PURGE_SESSION`` for a purge deleting its orphans, NULL for an encryption job), ``fence``,
+``PURGE_SESSION`` for a purge deleting its orphans, ``REPAIR_SESSION`` while bad objects'
+files move to quarantine, NULL for an encryption job), ``fence``,
 ``expires_ns``, ``since_ns``. The wording of a refusal is read by clients: a backup takes
 over the lease of an ended run on its own host when the message says
 ``is being backed up by <host>:<pid> since`` or ``is being purged by <host>:<pid> since``.
@@ -14,6 +15,9 @@ import time
 from typing import Any
 
 PURGE_SESSION = "(purge)"
+REPAIR_SESSION = "(repair)"  # sonic verify --repair moving bad objects' files to quarantine
+REPAIR_HOLDER = "sonic verify --repair"
+_DOING = {PURGE_SESSION: "purged", REPAIR_SESSION: "repaired"}
 LEASE_SELECT = "SELECT holder, session, fence, expires_ns, since_ns FROM lease WHERE id = 1"
 
 
@@ -34,7 +38,7 @@ def live(lease: tuple[Any, ...] | None, now_ns: int) -> bool:
 
 def held_by(client: str, lease: tuple[Any, ...]) -> str:
     """``client X is being backed up (or purged) by H since T``, for a Conflict."""
-    doing = "purged" if lease[1] == PURGE_SESSION else "backed up"
+    doing = _DOING.get(lease[1], "backed up")
     return f"client {client} is being {doing} by {lease[0]} since {local_time(lease[4])}"
 
 

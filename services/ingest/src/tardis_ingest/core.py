@@ -497,10 +497,16 @@ class IngestCore:
         self._client(request.client)
         marked = self.catalog.mark_objects_bad(request)
         doomed = [*marked.marked, *marked.dependents]
-        if doomed:
-            self.blobstore.delete_objects(
-                bs.DeleteObjectsRequest(client=request.client, object_ids=doomed, quarantine=True)
-            )
+        try:
+            if doomed:
+                self.blobstore.delete_objects(
+                    bs.DeleteObjectsRequest(client=request.client, object_ids=doomed, quarantine=True)
+                )
+        finally:
+            if marked.fence:  # the lease the catalog took while the files move
+                self.catalog.forget_deleted(
+                    cat.ForgetDeletedRequest(client=request.client, fence=marked.fence, release=True)
+                )
         log.warning(
             "client %s: %d objects marked bad, %d deltas built on them",
             request.client,
