@@ -665,15 +665,20 @@ def test_a_full_copy_replaces_a_delta_row(cenv: Env) -> None:
     assert (found.basis_id, found.chain_length) == (b"", 0)
 
 
-def test_remove_sets_by_id_and_by_purge(cenv: Env) -> None:
+def sets_each_with_own_object(cenv: Env, count: int, hours_apart: int = 0) -> list[common.BackupSet]:
+    """``count`` complete sets setN, each holding one file f of its own object oN (size 10 + N)."""
     sets = []
-    for n in range(4):
+    for n in range(count):
         b = begin(cenv, f"s{n}", name=f"set{n}")
-        record(
-            cenv, b, group([], entry(b"f", size=10 + n, object_id=f"o{n}".encode())), objects=[obj(f"o{n}".encode())]
-        )
+        f = entry(b"f", size=10 + n, object_id=f"o{n}".encode())
+        record(cenv, b, group([], f), objects=[obj(f"o{n}".encode(), size=10 + n)])
         sets.append(complete(cenv, b))
-        cenv.clock.advance(3600)
+        cenv.clock.advance(3600 * hours_apart)
+    return sets
+
+
+def test_remove_sets_by_id_and_by_purge(cenv: Env) -> None:
+    sets = sets_each_with_own_object(cenv, 4, hours_apart=1)
     cenv.api.update_set(cat.UpdateSetRequest(client="c", set_id=sets[1].id, set_locked=True, locked=True))
     with pytest.raises(Conflict, match="locked"):
         cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[sets[1].id]))
@@ -700,12 +705,7 @@ def test_deletion_journal_names_orphans_until_their_files_are_forgotten(cenv: En
     """A purge killed before its deletions strands nothing: its orphans come back in every
     later ExpireSets/RemoveSets reply until ForgetDeleted; content recorded again meanwhile
     (its file still existed) leaves the journal and is never named as an orphan."""
-    sets = []
-    for n in range(3):
-        b = begin(cenv, f"s{n}", name=f"set{n}")
-        f = entry(b"f", size=10 + n, object_id=f"o{n}".encode())
-        record(cenv, b, group([], f), objects=[obj(f"o{n}".encode(), size=10 + n)])
-        sets.append(complete(cenv, b))
+    sets = sets_each_with_own_object(cenv, 3)
     gone = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[sets[0].id]))
     assert list(gone.orphans) == [b"o0"] and gone.orphan_bytes == 15
     # The caller died before deleting (its lease expires): the next purge (nothing new to
@@ -782,13 +782,7 @@ def test_a_purge_holds_the_lease_while_it_deletes(cenv: Env) -> None:
     """RemoveSets that returns orphans takes the writer lease in its transaction: no backup
     can begin (and store one of them again) until ForgetDeleted with its fence releases it;
     each ForgetDeleted renews it; a wrong fence is refused; no orphans, no lease."""
-    sets = []
-    for n in range(3):
-        b = begin(cenv, f"s{n}", name=f"set{n}")
-        record(
-            cenv, b, group([], entry(b"f", size=10 + n, object_id=f"o{n}".encode())), objects=[obj(f"o{n}".encode())]
-        )
-        sets.append(complete(cenv, b))
+    sets = sets_each_with_own_object(cenv, 3)
     purge = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[sets[0].id], holder="hostP:7"))
     assert list(purge.orphans) == [b"o0"] and purge.fence > 0
     with pytest.raises(Conflict, match=r"client c is being purged by hostP:7 since .*; use --force to take over"):
@@ -833,13 +827,7 @@ def test_a_purge_holds_the_lease_while_it_deletes(cenv: Env) -> None:
 def test_a_dead_purge_lease_is_taken_over_by_name(cenv: Env) -> None:
     """take_over names the holder of a live lease known to have ended (the caller checked its
     pid on its own host): RemoveSets takes that lease; any other holder is still refused."""
-    sets = []
-    for n in range(3):
-        b = begin(cenv, f"s{n}", name=f"set{n}")
-        record(
-            cenv, b, group([], entry(b"f", size=10 + n, object_id=f"o{n}".encode())), objects=[obj(f"o{n}".encode())]
-        )
-        sets.append(complete(cenv, b))
+    sets = sets_each_with_own_object(cenv, 3)
     dead = cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", set_ids=[sets[0].id], holder="hostP:7"))
     with pytest.raises(Conflict, match="being purged by hostP:7"):
         cenv.api.remove_sets(cat.RemoveSetsRequest(client="c", holder="hostP:9", take_over="hostP:8"))
