@@ -24,6 +24,7 @@ from tardis_common.errors import Conflict, Corrupt, InvalidArgument
 from tardis_common.faults import fault_point
 from tardis_common.interfaces import Ingest
 from tardis_common.objectformat import ObjectDecoder
+from tardis_common.processes import pid_alive
 from tardis_common.version import PROTOCOL_VERSION, __version__
 
 from .excludes import Selection
@@ -48,13 +49,7 @@ def ended_run_on_this_host(message: str) -> int | None:
     pid = int(held["pid"])
     if pid == os.getpid():
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return pid
-    except PermissionError:
-        return None  # alive, another user's
-    return None
+    return None if pid_alive(pid) else pid
 
 
 BATCH_ENTRIES = 1000

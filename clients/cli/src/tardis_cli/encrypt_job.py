@@ -44,6 +44,7 @@ from tardis_common.crypto.keys import KeySet
 from tardis_common.errors import Conflict, Corrupt, InvalidArgument
 from tardis_common.faults import fault_point
 from tardis_common.objectformat import KIND_DELTA, KIND_FULL, ObjectDecoder, ObjectEncoder
+from tardis_common.processes import pid_alive
 
 from .manifest import build_manifest
 from .upload import signature_identity
@@ -120,13 +121,8 @@ class EncryptJob:
         mine = next((p for p in (HOLDER + host, host) if holder and holder.startswith(p)), "")
         if not holder or not mine or holder == self.holder:
             return ""
-        try:
-            os.kill(int(holder[len(mine) :]), 0)
-        except ProcessLookupError:
-            return holder
-        except (ValueError, OSError):
-            return ""
-        return ""  # still running
+        pid = holder[len(mine) :]
+        return holder if pid.isdigit() and not pid_alive(int(pid)) else ""
 
     def plan(self) -> None:
         with self.lease() as fence:

@@ -14,24 +14,11 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from tardis_common.processes import pid_alive
+
 DEAD_WRITER_AGE_NS = 15 * 60 * 1_000_000_000
 ANY_WRITER_AGE_NS = 24 * 3600 * 1_000_000_000
 _TEMP_NAME = re.compile(r"(\d+)-\d+-\d+\.[a-z]+")
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (one we may not signal counts)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OverflowError:  # larger than any pid
-        return False
-    return True
 
 
 def writer_pid(name: str) -> int | None:
