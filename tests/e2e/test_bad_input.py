@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.services import free_port
 from helpers.trees import make_tree
 from tardis_cli import backup, regenerate, sonic
 
@@ -121,9 +121,7 @@ def test_version_too_far_apart(
 
 
 def test_unreachable_server_fails_fast(tmp_path: Path) -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens on it
     source = make_tree(tmp_path / "src", files=3)
     started = time.monotonic()
     done = subprocess.run(

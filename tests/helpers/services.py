@@ -43,11 +43,30 @@ class Service:
         return self.stop(), lines
 
 
+def _ephemeral_ports() -> range:
+    try:
+        low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    """A TCP port free on loopback right now (for options that take no 0, like --metrics-port)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A TCP port free on loopback right now (for options that take no 0, like --metrics-port),
+    chosen outside the kernel's ephemeral range: a port the kernel hands out (a server
+    listening on port 0, a client's outgoing connection) can then never take it between this
+    probe and the server that binds it."""
+    ephemeral = _ephemeral_ports()
+    for port in secrets.SystemRandom().sample(range(20000, 32768), 200):
+        if port in ephemeral:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port on loopback between 20000 and 32767")
 
 
 def start(module: str, *args: str, env: dict[str, str] | None = None) -> Service:
